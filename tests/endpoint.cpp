@@ -27,9 +27,9 @@ TEST_CASE("endpoint parses and prints IPv4 and IPv6", "[endpoint]") {
 }
 
 TEST_CASE("endpoint rejects malformed text with invalid_endpoint", "[endpoint]") {
-    for (const char* bad : {"", "1.2.3.4", "1.2.3.4:", "1.2.3.4:65536", "1.2.3.4:-1", "::1:80",
-                            "[1.2.3.4]:80", "[::1]80", "[::1", "300.1.1.1:1", "1.2.3.4:8x",
-                            "host.example:80", "1.2.3.4%1:80"}) {
+    for (const char* bad :
+         {"", "1.2.3.4", "1.2.3.4:", "1.2.3.4:65536", "1.2.3.4:-1", "::1:80", "[1.2.3.4]:80",
+          "[::1]80", "[::1", "300.1.1.1:1", "1.2.3.4:8x", "host.example:80", "1.2.3.4%1:80"}) {
         std::error_code ec;
         INFO(bad);
         CHECK_FALSE(endpoint::parse(bad, ec));

@@ -42,14 +42,16 @@ struct traversal_tag {};   ///< Finds a path to the peer through NATs.
 
 /// A type that names a policy kind.
 template <class T>
-concept policy_kind_tag =
-    std::same_as<T, transport_tag> || std::same_as<T, reliability_tag> ||
+concept policy_kind_tag = std::same_as<T, transport_tag> || std::same_as<T, reliability_tag> ||
     std::same_as<T, fec_tag> || std::same_as<T, cipher_tag> || std::same_as<T, obfuscation_tag> ||
     std::same_as<T, traversal_tag>;
 
 /// A type that opted in to being a policy of some known kind.
 template <class T>
-concept policy = requires { typename T::policy_kind; } && policy_kind_tag<typename T::policy_kind>;
+concept policy = requires {
+    typename T::policy_kind;
+}
+&&policy_kind_tag<typename T::policy_kind>;
 
 /// A policy of kind `Kind`.
 template <class T, class Kind>
@@ -107,8 +109,7 @@ concept fec_decoder = requires(T& t, packet_buffer& p, time_point now) {
 /// A forward-error-correction policy. `no_fec` is the null policy.
 template <class T>
 concept fec_policy = policy_of_kind<T, fec_tag> && declares_max_overhead<T> &&
-                     connection_constructible<T> && reports_enabled<T> && fec_encoder<T> &&
-                     fec_decoder<T>;
+    connection_constructible<T> && reports_enabled<T> && fec_encoder<T> && fec_decoder<T>;
 
 // --- cipher ----------------------------------------------------------------------
 
@@ -122,7 +123,7 @@ concept packet_sealer = requires(T& t, packet_buffer& p, time_point now) {
 /// A cipher policy. `no_cipher` is the null policy.
 template <class T>
 concept cipher_policy = policy_of_kind<T, cipher_tag> && declares_max_overhead<T> &&
-                        connection_constructible<T> && reports_enabled<T> && packet_sealer<T>;
+    connection_constructible<T> && reports_enabled<T> && packet_sealer<T>;
 
 // --- obfuscation -----------------------------------------------------------------
 
@@ -136,8 +137,7 @@ concept packet_wrapper = requires(T& t, packet_buffer& p) {
 /// An obfuscation policy. `no_obfuscation` is the null policy.
 template <class T>
 concept obfuscation_policy = policy_of_kind<T, obfuscation_tag> && declares_max_overhead<T> &&
-                             connection_constructible<T> && reports_enabled<T> &&
-                             packet_wrapper<T>;
+    connection_constructible<T> && reports_enabled<T> && packet_wrapper<T>;
 
 // --- traversal -------------------------------------------------------------------
 

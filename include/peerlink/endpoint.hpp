@@ -120,7 +120,9 @@ template <>
 struct std::hash<peerlink::endpoint> {
     std::size_t operator()(const peerlink::endpoint& e) const noexcept {
         std::size_t h = 1469598103934665603ull; // FNV-1a over address, family and port
-        auto mix = [&](std::uint8_t b) { h = (h ^ b) * 1099511628211ull; };
+        auto mix = [&](std::uint8_t b) {
+            h = (h ^ b) * 1099511628211ull;
+        };
         for (std::size_t i = 0; i < e.address.size(); ++i)
             mix(e.address.data()[i]);
         mix(static_cast<std::uint8_t>(e.address.get_family()));

@@ -19,11 +19,11 @@ namespace peerlink {
 enum class error {
     // Input that did not decode. Malformed packets from the network are counted and
     // dropped by the connection; these codes are what the codecs return.
-    malformed_packet = 1,   ///< A packet is shorter than its header or its lengths disagree.
-    unsupported_version,    ///< A peerlink packet carries a protocol version this build lacks.
-    unknown_frame_type,     ///< A peerlink packet carries a frame type this build does not know.
-    message_too_large,      ///< A message is larger than the path MTU allows.
-    buffer_too_small,       ///< The caller's buffer cannot hold the result.
+    malformed_packet = 1, ///< A packet is shorter than its header or its lengths disagree.
+    unsupported_version,  ///< A peerlink packet carries a protocol version this build lacks.
+    unknown_frame_type,   ///< A peerlink packet carries a frame type this build does not know.
+    message_too_large,    ///< A message is larger than the path MTU allows.
+    buffer_too_small,     ///< The caller's buffer cannot hold the result.
     // Identity and peer ids.
     peer_id_bad_length,        ///< A peer id text has the wrong number of characters.
     peer_id_bad_character,     ///< A peer id text contains a character outside its alphabet.
@@ -32,19 +32,19 @@ enum class error {
     invalid_key,               ///< A key has the wrong size or is rejected by the crypto library.
     crypto_failure,            ///< The crypto library failed (out of memory, no provider).
     // Addresses and configuration.
-    invalid_endpoint, ///< An address text is not "a.b.c.d:port" or "[v6]:port".
-    invalid_config,   ///< A configuration value is out of range or of the wrong type.
-    no_port_available, ///< Every port in the configured range is in use.
+    invalid_endpoint,           ///< An address text is not "a.b.c.d:port" or "[v6]:port".
+    invalid_config,             ///< A configuration value is out of range or of the wrong type.
+    no_port_available,          ///< Every port in the configured range is in use.
     address_family_not_enabled, ///< An IPv6 (or IPv4) peer with that family switched off.
     // Connection life.
-    not_connected,      ///< The operation needs a connected peer.
-    already_connecting, ///< `async_connect` while a connect is in progress or done.
-    connection_closed,  ///< The peer closed the connection in order.
-    peer_timeout,       ///< The peer stopped answering (no packet within the idle timeout).
-    handshake_timeout,  ///< No answer to the connection's hello within the connect timeout.
-    unexpected_peer,    ///< A packet claims a peer id other than the one expected.
+    not_connected,         ///< The operation needs a connected peer.
+    already_connecting,    ///< `async_connect` while a connect is in progress or done.
+    connection_closed,     ///< The peer closed the connection in order.
+    peer_timeout,          ///< The peer stopped answering (no packet within the idle timeout).
+    handshake_timeout,     ///< No answer to the connection's hello within the connect timeout.
+    unexpected_peer,       ///< A packet claims a peer id other than the one expected.
     operation_in_progress, ///< The same operation is already pending on this object.
-    waiting_to_retry,   ///< The connection is backing off before its next attempt.
+    waiting_to_retry,      ///< The connection is backing off before its next attempt.
 };
 
 /// Conditions that group errors by what the caller can do about them.

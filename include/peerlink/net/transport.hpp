@@ -5,19 +5,21 @@
 // the connection's notion of time (`now()` and a timer type), so a connection on
 // the simulated network runs entirely on virtual time.
 //
-// | expression                         | type / effect                                             |
-// |------------------------------------|-----------------------------------------------------------|
-// | `T::policy_kind`                   | `peerlink::transport_tag`                                 |
-// | `T::executor_type`                 | the executor its handlers run on                          |
-// | `T::timer_type`                    | has `expires_at(time_point)`, `async_wait(h)`, `cancel()` |
-// | `t.get_executor()`                 | `executor_type`                                           |
-// | `t.now()`                          | `time_point`: the transport's clock                       |
-// | `t.local_endpoint()`               | `endpoint` it is bound to                                 |
-// | `t.make_timer()`                   | `timer_type` on the transport's clock                     |
-// | `t.async_receive(slots, h)`        | fills 1..N `rx_slot`s, then `h(error_code, std::size_t)`  |
-// | `t.try_send(batch, ec)`            | sends a prefix of `batch` now, returns how many           |
-// | `t.async_wait_writable(h)`         | `h(error_code)` once `try_send` can make progress         |
-// | `t.close()`                        | pending operations complete with `operation_aborted`      |
+// clang-format off
+// | expression                  | type / effect                                          |
+// |-----------------------------|--------------------------------------------------------|
+// | `T::policy_kind`            | `peerlink::transport_tag`                              |
+// | `T::executor_type`          | the executor its handlers run on                       |
+// | `T::timer_type`             | `expires_at(time_point)`, `async_wait(h)`, `cancel()`  |
+// | `t.get_executor()`          | `executor_type`                                        |
+// | `t.now()`                   | `time_point`: the transport's clock                    |
+// | `t.local_endpoint()`        | `endpoint` it is bound to                              |
+// | `t.make_timer()`            | `timer_type` on the transport's clock                  |
+// | `t.async_receive(slots, h)` | fills 1..N `rx_slot`s, then `h(error_code, size_t)`    |
+// | `t.try_send(batch, ec)`     | sends a prefix of `batch` now, returns how many        |
+// | `t.async_wait_writable(h)`  | `h(error_code)` once `try_send` can make progress      |
+// | `t.close()`                 | pending operations complete with `operation_aborted`   |
+// clang-format on
 //
 // `try_send` never blocks. It stops early and sets `ec` to
 // `std::errc::operation_would_block` when the socket buffer is full; any other
@@ -76,7 +78,8 @@ template <class T>
 concept has_transport_clock = requires(T& t, const T& ct) {
     { ct.now() } -> std::same_as<time_point>;
     { t.make_timer() } -> std::same_as<typename T::timer_type>;
-} && transport_timer<typename T::timer_type>;
+}
+&&transport_timer<typename T::timer_type>;
 
 /// The transport has an executor, Asio style.
 template <class T>
@@ -100,12 +103,11 @@ concept batch_sender = requires(T& t, std::span<const tx_datagram> batch, std::e
 
 /// A transport policy.
 template <class T>
-concept transport_policy =
-    policy_of_kind<T, transport_tag> && has_executor<T> && has_transport_clock<T> &&
-    batch_receiver<T> && batch_sender<T> && requires(T& t, const T& ct) {
-        { ct.local_endpoint() } -> std::same_as<endpoint>;
-        t.close();
-    };
+concept transport_policy = policy_of_kind<T, transport_tag> && has_executor<T> &&
+    has_transport_clock<T> && batch_receiver<T> && batch_sender<T> && requires(T& t, const T& ct) {
+    { ct.local_endpoint() } -> std::same_as<endpoint>;
+    t.close();
+};
 
 } // namespace peerlink
 

@@ -1,0 +1,456 @@
+// Implementation of peerlink/peer_connection.hpp: the thin Asio driver.
+//
+// Everything the connection decides is in connection_core; this file only moves
+// bytes between the core and the transport, runs one timer, and completes the
+// user's operations. The state lives in a shared `impl` so that the transport's
+// and the timer's handlers keep it alive until they have run, even after the
+// peer_connection is gone.
+#ifndef PEERLINK_IMPL_PEER_CONNECTION_HPP
+#define PEERLINK_IMPL_PEER_CONNECTION_HPP
+
+#include <asio/error.hpp>
+#include <asio/post.hpp>
+#include <openssl/rand.h>
+
+#include <array>
+#include <cstring>
+#include <vector>
+
+namespace peerlink {
+
+template <class... Policies>
+struct peer_connection<Policies...>::impl : std::enable_shared_from_this<impl> {
+    static constexpr std::size_t rx_batch = 32;
+    static constexpr std::size_t tx_batch = 64;
+    using timer_type = typename transport_type::timer_type;
+
+    template <class... Args>
+    impl(const identity& me, const config& cfg, Args&&... args)
+        : transport(std::forward<Args>(args)...), core(settings_for(me, cfg), transport.now()),
+          timer(transport.make_timer()),
+          rx_storage(rx_batch * (cfg.transport.max_datagram_size + 1)) {
+        auto size = cfg.transport.max_datagram_size + 1; // +1: a longer datagram is seen as one
+        for (std::size_t i = 0; i < rx_batch; ++i)
+            rx_slots[i].buffer = std::span<std::byte>(rx_storage.data() + i * size, size);
+        core.pop_transmits(0);
+    }
+
+    static connection_settings settings_for(const identity& me, const config& cfg) {
+        connection_settings s;
+        s.local_id = me.id();
+        s.cfg = cfg;
+        if (RAND_bytes(reinterpret_cast<unsigned char*>(&s.connection_id),
+                       sizeof s.connection_id) != 1)
+            s.connection_id = reinterpret_cast<std::uintptr_t>(&s) ^ 0x9e3779b97f4a7c15ull;
+        return s;
+    }
+
+    void start() {
+        if (receiving || closed)
+            return;
+        receiving = true;
+        transport.async_receive(
+            std::span<rx_slot>(rx_slots),
+            [self = this->shared_from_this()](std::error_code ec, std::size_t n) {
+                self->on_receive(ec, n);
+            });
+    }
+
+    void on_receive(std::error_code ec, std::size_t n) {
+        receiving = false;
+        if (closed || ec == asio::error::operation_aborted)
+            return;
+        if (ec) {
+            if (log.enabled(log_level::warning))
+                log.log(log_level::warning, "peer_connection", "receive: " + ec.message());
+        }
+        auto now = transport.now();
+        for (std::size_t i = 0; i < n && !ec; ++i) {
+            auto& s = rx_slots[i];
+            if (s.truncated || s.size > s.buffer.size() - 1) {
+                ++truncated;
+                continue;
+            }
+            core.handle_datagram(s.buffer.first(s.size), s.from, now);
+        }
+        pump();
+        start();
+    }
+
+    // Moves everything the core has for the outside world: packets, events,
+    // datagrams, completions, and the next timeout.
+    void pump() {
+        flush();
+        while (auto e = core.poll_event())
+            on_event(std::get<state_changed_event>(*e));
+        deliver();
+        if (send_op && core.send_capacity() > 0)
+            finish_send();
+        if (is_terminal(core.kind())) // nothing more will happen: release the socket
+            return shutdown();
+        arm_timer();
+    }
+
+    void flush() {
+        while (!closed && !writable_wait && core.transmit_count() > 0) {
+            std::size_t n = std::min(core.transmit_count(), tx_batch);
+            for (std::size_t i = 0; i < n; ++i) {
+                auto t = core.peek_transmit(i);
+                batch[i] = tx_datagram{t.data, t.to};
+            }
+            std::error_code ec;
+            std::size_t sent =
+                transport.try_send(std::span<const tx_datagram>(batch.data(), n), ec);
+            core.pop_transmits(sent);
+            if (!ec)
+                continue;
+            if (ec == std::errc::operation_would_block) {
+                ++would_block;
+                writable_wait = true;
+                transport.async_wait_writable(
+                    [self = this->shared_from_this()](std::error_code wec) {
+                        self->writable_wait = false;
+                        if (!wec && !self->closed)
+                            self->pump();
+                    });
+                return;
+            }
+            // That datagram failed (unreachable, wrong family): drop it, go on.
+            ++send_errors;
+            core.pop_transmits(1);
+            if (log.enabled(log_level::debug))
+                log.log(log_level::debug, "peer_connection", "send: " + ec.message());
+        }
+    }
+
+    void on_event(const state_changed_event& e) {
+        if (log.enabled(log_level::info))
+            log.log(log_level::info, "peer_connection",
+                    std::string("state ") + std::string(to_string(e.from)) + " -> " +
+                        std::string(to_string(e.to)));
+        switch (e.to) {
+        case state_kind::connected:
+        case state_kind::relayed:
+            detail::complete_op(connect_op, std::error_code{});
+            break;
+        case state_kind::waiting:
+            detail::complete_op(connect_op, std::get<state::waiting>(core.state()).reason);
+            break;
+        case state_kind::failed:
+        case state_kind::closed:
+            detail::complete_op(connect_op, end_reason());
+            detail::complete_op(recv_op, end_reason(), std::size_t{0});
+            detail::complete_op(send_op, end_reason(), std::size_t{0});
+            break;
+        default:
+            break;
+        }
+    }
+
+    // Why the connection ended, as the user's operations see it.
+    std::error_code end_reason() const {
+        if (auto* c = std::get_if<state::closed>(&core.state()))
+            return c->reason ? c->reason : make_error_code(error::not_connected);
+        if (auto* f = std::get_if<state::failed>(&core.state()))
+            return f->reason;
+        return make_error_code(error::not_connected);
+    }
+
+    void deliver() {
+        if (!recv_op)
+            return;
+        auto d = core.peek_datagram();
+        if (!d)
+            return;
+        std::size_t n = std::min(d->size(), recv_buffer.size());
+        if (n)
+            std::memcpy(recv_buffer.data(), d->data(), n);
+        std::error_code ec;
+        if (n < d->size())
+            ec = make_error_code(error::buffer_too_small);
+        core.pop_datagram();
+        detail::complete_op(recv_op, ec, n);
+    }
+
+    void finish_send() {
+        auto ec = core.send_datagram(
+            std::span<const std::byte>(static_cast<const std::byte*>(send_buffer.data()),
+                                       send_buffer.size()),
+            transport.now());
+        detail::complete_op(send_op, ec, ec ? std::size_t{0} : send_buffer.size());
+        flush();
+    }
+
+    void arm_timer() {
+        auto next = core.poll_timeout();
+        if (closed || !next) {
+            if (armed != time_point::max()) {
+                armed = time_point::max();
+                timer.cancel();
+            }
+            return;
+        }
+        // Re-arm only for an earlier deadline: a timer that fires early is harmless
+        // (handle_timeout does what is due), and not re-arming per packet saves work.
+        if (*next >= armed)
+            return;
+        armed = *next;
+        timer.cancel();
+        timer.expires_at(*next);
+        timer.async_wait([self = this->shared_from_this(), gen = ++timer_gen](std::error_code) {
+            if (gen != self->timer_gen || self->closed)
+                return;
+            self->armed = time_point::max();
+            self->core.handle_timeout(self->transport.now());
+            self->pump();
+        });
+    }
+
+    void shutdown() {
+        if (closed)
+            return;
+        core.close(transport.now());
+        flush();
+        closed = true;
+        abort_ops();
+        timer.cancel();
+        transport.close();
+    }
+
+    void abort_ops() {
+        auto aborted = make_error_code(asio::error::operation_aborted);
+        detail::complete_op(connect_op, aborted);
+        detail::complete_op(recv_op, aborted, std::size_t{0});
+        detail::complete_op(send_op, aborted, std::size_t{0});
+    }
+
+    // Installs a cancellation handler that aborts the op in `which`. The work is
+    // posted: completing from inside the slot's own handler would free it mid-call.
+    template <class Handler, class Op>
+    void on_cancel(Handler& h, Op impl::*which) {
+        auto slot = asio::get_associated_cancellation_slot(h);
+        if (!slot.is_connected())
+            return;
+        slot.assign([w = this->weak_from_this(), which](asio::cancellation_type) {
+            if (auto self = w.lock())
+                asio::post(self->transport.get_executor(), [self, which] {
+                    auto& op = (*self).*which;
+                    if constexpr (std::is_same_v<Op, detail::pending_op_ptr<std::error_code>>)
+                        detail::complete_op(op, make_error_code(asio::error::operation_aborted));
+                    else
+                        detail::complete_op(op, make_error_code(asio::error::operation_aborted),
+                                            std::size_t{0});
+                });
+        });
+    }
+
+    transport_type transport;
+    core_type core;
+    timer_type timer;
+    std::vector<std::byte> rx_storage;
+    std::array<rx_slot, rx_batch> rx_slots{};
+    std::array<tx_datagram, tx_batch> batch{};
+    logger log;
+    bool receiving = false;
+    bool writable_wait = false;
+    bool closed = false;
+    time_point armed = time_point::max();
+    std::uint64_t timer_gen = 0;
+    std::uint64_t truncated = 0, would_block = 0, send_errors = 0;
+
+    detail::pending_op_ptr<std::error_code> connect_op;
+    detail::pending_op_ptr<std::error_code, std::size_t> recv_op;
+    detail::pending_op_ptr<std::error_code, std::size_t> send_op;
+    asio::mutable_buffer recv_buffer;
+    asio::const_buffer send_buffer;
+};
+
+template <class... Policies>
+peer_connection<Policies...>::peer_connection(const executor_type& ex, const identity& me,
+                                              const config& cfg) requires
+    std::constructible_from<transport_type, const executor_type&, const config&>
+    : impl_(std::make_shared<impl>(me, cfg, ex, cfg)) {
+    impl_->start();
+}
+
+template <class... Policies>
+template <class... Args>
+peer_connection<Policies...>::peer_connection(with_transport_t, const identity& me,
+                                              const config& cfg, Args&&... args)
+    : impl_(std::make_shared<impl>(me, cfg, std::forward<Args>(args)...)) {
+    impl_->start();
+}
+
+template <class... Policies>
+peer_connection<Policies...>::~peer_connection() {
+    if (impl_)
+        impl_->shutdown();
+}
+
+template <class... Policies>
+auto peer_connection<Policies...>::get_executor() const noexcept -> executor_type {
+    return impl_->transport.get_executor();
+}
+
+template <class... Policies>
+template <class CompletionToken>
+auto peer_connection<Policies...>::async_connect(const endpoint& remote,
+                                                 std::optional<peer_id> expected,
+                                                 CompletionToken&& token) {
+    auto init = [this](auto handler, endpoint remote, std::optional<peer_id> expected) {
+        auto& s = *impl_;
+        auto ex = s.transport.get_executor();
+        std::error_code ec;
+        if (s.connect_op)
+            ec = make_error_code(error::operation_in_progress);
+        else if (s.closed)
+            ec = make_error_code(error::not_connected);
+        else
+            ec = s.core.connect(traversal_request{remote}, expected, s.transport.now());
+        auto op = detail::make_pending_op<std::error_code>(std::move(handler), ex);
+        if (ec) {
+            detail::complete_op(op, ec);
+        } else {
+            s.connect_op = std::move(op);
+        }
+        if (!ec)
+            s.pump();
+    };
+    return asio::async_initiate<CompletionToken, void(std::error_code)>(
+        [this, init](auto handler, endpoint remote, std::optional<peer_id> expected) {
+            impl_->on_cancel(handler, &impl::connect_op);
+            init(std::move(handler), remote, expected);
+        },
+        token, remote, expected);
+}
+
+template <class... Policies>
+template <class CompletionToken>
+auto peer_connection<Policies...>::async_accept(std::optional<peer_id> expected,
+                                                CompletionToken&& token) {
+    return asio::async_initiate<CompletionToken, void(std::error_code)>(
+        [this](auto handler, std::optional<peer_id> expected) {
+            auto& s = *impl_;
+            s.on_cancel(handler, &impl::connect_op);
+            std::error_code ec;
+            if (s.connect_op)
+                ec = make_error_code(error::operation_in_progress);
+            else if (s.closed)
+                ec = make_error_code(error::not_connected);
+            else
+                ec = s.core.accept(expected, s.transport.now());
+            auto op = detail::make_pending_op<std::error_code>(std::move(handler),
+                                                               s.transport.get_executor());
+            if (ec)
+                detail::complete_op(op, ec);
+            else
+                s.connect_op = std::move(op);
+        },
+        token, expected);
+}
+
+template <class... Policies>
+template <class CompletionToken>
+auto peer_connection<Policies...>::async_send(asio::const_buffer datagram,
+                                              CompletionToken&& token) {
+    return asio::async_initiate<CompletionToken, void(std::error_code, std::size_t)>(
+        [this](auto handler, asio::const_buffer datagram) {
+            auto& s = *impl_;
+            s.on_cancel(handler, &impl::send_op);
+            auto op = detail::make_pending_op<std::error_code, std::size_t>(
+                std::move(handler), s.transport.get_executor());
+            if (s.send_op)
+                return detail::complete_op(op, make_error_code(error::operation_in_progress),
+                                           std::size_t{0});
+            if (s.closed)
+                return detail::complete_op(op, s.end_reason(), std::size_t{0});
+            s.send_buffer = datagram;
+            s.send_op = std::move(op);
+            if (s.core.send_capacity() > 0 || datagram.size() > s.core.max_datagram_size() ||
+                (s.core.kind() != state_kind::connected && s.core.kind() != state_kind::relayed))
+                s.finish_send(); // completes now: queued, or an error
+            s.arm_timer();
+        },
+        token, datagram);
+}
+
+template <class... Policies>
+template <class CompletionToken>
+auto peer_connection<Policies...>::async_receive(asio::mutable_buffer buffer,
+                                                 CompletionToken&& token) {
+    return asio::async_initiate<CompletionToken, void(std::error_code, std::size_t)>(
+        [this](auto handler, asio::mutable_buffer buffer) {
+            auto& s = *impl_;
+            s.on_cancel(handler, &impl::recv_op);
+            auto op = detail::make_pending_op<std::error_code, std::size_t>(
+                std::move(handler), s.transport.get_executor());
+            if (s.recv_op)
+                return detail::complete_op(op, make_error_code(error::operation_in_progress),
+                                           std::size_t{0});
+            s.recv_buffer = buffer;
+            s.recv_op = std::move(op);
+            s.deliver();
+            if (s.recv_op && (s.closed || is_terminal(s.core.kind())))
+                detail::complete_op(s.recv_op, s.end_reason(), std::size_t{0});
+        },
+        token, buffer);
+}
+
+template <class... Policies>
+void peer_connection<Policies...>::close() {
+    impl_->shutdown();
+}
+
+template <class... Policies>
+void peer_connection<Policies...>::cancel() {
+    impl_->abort_ops();
+}
+
+template <class... Policies>
+const connection_state& peer_connection<Policies...>::state() const noexcept {
+    return impl_->core.state();
+}
+
+template <class... Policies>
+peerlink::stats peer_connection<Policies...>::stats() const {
+    auto s = impl_->core.stats();
+    s.dropped_truncated += impl_->truncated;
+    s.send_would_block += impl_->would_block;
+    s.dropped_send_errors += impl_->send_errors;
+    s.local_endpoint = local_endpoint().to_string();
+    return s;
+}
+
+template <class... Policies>
+endpoint peer_connection<Policies...>::local_endpoint() const {
+    return impl_->transport.local_endpoint();
+}
+
+template <class... Policies>
+std::optional<peer_id> peer_connection<Policies...>::remote_peer() const {
+    return impl_->core.remote_peer();
+}
+
+template <class... Policies>
+std::size_t peer_connection<Policies...>::max_datagram_size() const noexcept {
+    return impl_->core.max_datagram_size();
+}
+
+template <class... Policies>
+void peer_connection<Policies...>::set_logger(logger l) {
+    impl_->log = std::move(l);
+}
+
+template <class... Policies>
+auto peer_connection<Policies...>::transport() noexcept -> transport_type& {
+    return impl_->transport;
+}
+
+template <class... Policies>
+auto peer_connection<Policies...>::core() noexcept -> core_type& {
+    return impl_->core;
+}
+
+} // namespace peerlink
+
+#endif // PEERLINK_IMPL_PEER_CONNECTION_HPP

@@ -1,0 +1,222 @@
+// peerlink/proto/connection.hpp: the sans-I/O connection core.
+//
+// One `connection_core` is one connection to one peer, without sockets and
+// without a clock. It owns the state machine (peerlink/state.hpp), runs the hello
+// handshake, keepalives and the idle timeout, and pushes every packet through the
+// pipeline: send: frame -> FEC -> cipher -> disguise -> wire; receive: the reverse.
+//
+// The driver (peer_connection) feeds it and drains it:
+//
+// @code
+// core.handle_datagram(bytes, from, now);      // each datagram the socket received
+// core.handle_timeout(now);                     // when poll_timeout() has passed
+// for (i < core.transmit_count()) send(core.peek_transmit(i)); core.pop_transmits(n);
+// while (auto e = core.poll_event()) ...;       // state changes for the application
+// while (auto d = core.peek_datagram()) { deliver(*d); core.pop_datagram(); }
+// @endcode
+//
+// Memory is allocated once, at construction: a ring of transmit slots and a ring
+// of received datagrams. A full ring drops and counts (stats), it never grows.
+#ifndef PEERLINK_PROTO_CONNECTION_HPP
+#define PEERLINK_PROTO_CONNECTION_HPP
+
+#include <peerlink/concepts.hpp>
+#include <peerlink/config.hpp>
+#include <peerlink/endpoint.hpp>
+#include <peerlink/error.hpp>
+#include <peerlink/identity.hpp>
+#include <peerlink/proto/frame.hpp>
+#include <peerlink/proto/packet_buffer.hpp>
+#include <peerlink/state.hpp>
+#include <peerlink/stats.hpp>
+#include <peerlink/time.hpp>
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <system_error>
+#include <variant>
+#include <vector>
+
+namespace peerlink {
+
+/// A packet for the driver to send.
+struct transmit {
+    std::span<const std::byte> data;
+    endpoint to;
+};
+
+/// Something the application may want to know; drained with `poll_event`.
+struct state_changed_event {
+    state_kind from;
+    state_kind to;
+};
+
+/// The events of a connection core.
+using core_event = std::variant<state_changed_event>;
+
+/// Sizes and identities a connection core is built with.
+struct connection_settings {
+    peer_id local_id;                 ///< Our peer id, sent in hellos.
+    std::uint64_t connection_id = 0;  ///< Random per connection (the driver draws it).
+    config cfg;                       ///< Timers and sizes (cfg.timers, cfg.transport).
+    std::size_t transmit_slots = 512; ///< Packets that can wait for the socket.
+    std::size_t receive_slots = 512;  ///< Datagrams that can wait for the application.
+};
+
+/// The sans-I/O connection: the state machine, the handshake and the pipeline.
+///
+/// @tparam Fec, Cipher, Obfuscation, Traversal Policies of those kinds.
+///
+/// Not thread-safe. Never throws after construction; never reads a clock.
+template <fec_policy Fec, cipher_policy Cipher, obfuscation_policy Obfuscation,
+          traversal_policy Traversal>
+class connection_core {
+public:
+    /// Bytes the pipeline may add in front of a frame and behind it.
+    static constexpr std::size_t pipeline_overhead =
+        frame::header_size + Fec::max_overhead + Cipher::max_overhead + Obfuscation::max_overhead;
+
+    /// Allocates the rings. @param now The time the connection starts.
+    connection_core(const connection_settings& settings, time_point now);
+
+    /// The largest application datagram `send_datagram` takes.
+    std::size_t max_datagram_size() const noexcept { return max_payload_; }
+
+    /// Starts connecting to the peer through the traversal policy.
+    /// @param expected If set, only this peer is accepted (`error::unexpected_peer`
+    ///        drops for others).
+    /// @returns `error::already_connecting` unless the connection is idle, or the
+    ///          traversal policy's error (then the connection fails).
+    std::error_code connect(const traversal_request& request, std::optional<peer_id> expected,
+                            time_point now);
+
+    /// Waits for a peer's hello and answers it. @param expected As for `connect`.
+    std::error_code accept(std::optional<peer_id> expected, time_point now);
+
+    /// Closes in order: the peer is told with a close frame. Idempotent.
+    void close(time_point now);
+
+    /// Processes one datagram the transport received. The bytes may be changed in
+    /// place (decryption). Bad packets are counted in `stats()` and dropped.
+    void handle_datagram(std::span<std::byte> bytes, const endpoint& from, time_point now);
+
+    /// Runs the timers that are due. Call when `poll_timeout()` has passed.
+    void handle_timeout(time_point now);
+
+    /// When `handle_timeout` must be called next; nothing when no timer runs.
+    /// Call after every `handle_*`, `connect`, `accept`, `send_datagram` and `close`.
+    std::optional<time_point> poll_timeout() const noexcept;
+
+    /// Queues an application datagram for the peer.
+    /// @returns `error::not_connected`, `error::message_too_large`, or
+    ///          `std::errc::operation_would_block` when the transmit ring is full
+    ///          (wait until `send_capacity()` is non-zero).
+    std::error_code send_datagram(std::span<const std::byte> payload, time_point now);
+
+    /// Packets that `send_datagram` can queue now.
+    std::size_t send_capacity() const noexcept;
+
+    /// @name Transmit ring
+    /// Call after every `handle_*`, `connect`, `accept`, `send_datagram` and `close`:
+    /// the driver sends `peek_transmit(0 .. transmit_count()-1)` in order, then pops
+    /// those it is done with (sent, or dropped by the socket). Views stay valid until
+    /// popped.
+    /// @{
+    std::size_t transmit_count() const noexcept { return tx_count_; }
+    transmit peek_transmit(std::size_t i) const noexcept;
+    void pop_transmits(std::size_t n) noexcept;
+    /// @}
+
+    /// @name Receive ring
+    /// Datagrams for the application, oldest first. Call after every `handle_datagram`.
+    /// @{
+    std::optional<std::span<const std::byte>> peek_datagram() const noexcept;
+    void pop_datagram() noexcept;
+    /// @}
+
+    /// The next event for the application. Call after every `handle_*` and request.
+    std::optional<core_event> poll_event() noexcept;
+
+    const connection_state& state() const noexcept { return state_; }
+    state_kind kind() const noexcept { return kind_of(state_); }
+    /// The peer's id once its hello was accepted.
+    const std::optional<peer_id>& remote_peer() const noexcept { return remote_; }
+    /// The peer's address in use (connected), or the one being tried.
+    const std::optional<endpoint>& remote_endpoint() const noexcept { return path_; }
+    /// Counters and RTT. `state`/`path` names are filled in.
+    const peerlink::stats& stats() const noexcept { return stats_; }
+
+    Fec& fec() noexcept { return fec_; }
+    Cipher& cipher() noexcept { return cipher_; }
+    Obfuscation& obfuscation() noexcept { return obfuscation_; }
+    Traversal& traversal() noexcept { return traversal_; }
+
+private:
+    struct slot {
+        std::size_t offset = 0; // of the packet in the slot
+        std::size_t size = 0;
+        endpoint to;
+    };
+
+    std::uint64_t micros(time_point now) const noexcept;
+    void apply(const connection_event& e, time_point now);
+    void on_frame(const frame::any_frame& f, const endpoint& from, time_point now);
+    void on_hello(const frame::hello& h, const endpoint& from, time_point now);
+    void on_rtt_sample(std::uint64_t echo_us, time_point now) noexcept;
+    bool peer_is_live() const noexcept;
+    void start_attempt(time_point now);
+    void send_hello(bool ack, std::uint64_t echo_us, const endpoint& to, time_point now);
+    template <class Control>
+    void send_control(const Control& c, const endpoint& to, time_point now);
+    // Takes the next free transmit slot as a packet_buffer with headroom for the pipeline.
+    std::optional<packet_buffer> open_slot() noexcept;
+    // Runs a framed packet through FEC, cipher and disguise, and commits it (and any parity).
+    void commit(packet_buffer& p, const endpoint& to, time_point now);
+    void commit_one(packet_buffer& p, const endpoint& to, time_point now);
+
+    connection_settings settings_;
+    time_point origin_;
+    std::size_t slot_size_;
+    std::size_t max_payload_;
+    connection_state state_ = state::idle{};
+    [[no_unique_address]] Fec fec_;
+    [[no_unique_address]] Cipher cipher_;
+    [[no_unique_address]] Obfuscation obfuscation_;
+    [[no_unique_address]] Traversal traversal_;
+
+    std::optional<peer_id> expected_;
+    std::optional<peer_id> remote_;
+    std::optional<std::uint64_t> remote_connection_id_;
+    std::optional<endpoint> path_;
+    bool listening_ = false;
+    bool closing_sent_ = false;
+
+    // Timers; time_point::max() when off.
+    time_point next_hello_ = time_point::max();
+    time_point attempt_deadline_ = time_point::max();
+    time_point last_rx_{};
+    time_point last_tx_{};
+
+    std::vector<std::byte> tx_storage_;
+    std::vector<slot> tx_slots_;
+    std::size_t tx_head_ = 0, tx_count_ = 0;
+
+    std::vector<std::byte> rx_storage_;
+    std::vector<std::size_t> rx_sizes_;
+    std::size_t rx_head_ = 0, rx_count_ = 0;
+
+    // State changes come a few per call and are drained after each; a small ring.
+    std::array<core_event, 16> events_{};
+    std::size_t events_head_ = 0, events_count_ = 0;
+
+    peerlink::stats stats_;
+};
+
+} // namespace peerlink
+
+#include <peerlink/proto/impl/connection.hpp>
+
+#endif // PEERLINK_PROTO_CONNECTION_HPP

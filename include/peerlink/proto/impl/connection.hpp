@@ -1,0 +1,429 @@
+// Implementation of peerlink/proto/connection.hpp.
+#ifndef PEERLINK_PROTO_IMPL_CONNECTION_HPP
+#define PEERLINK_PROTO_IMPL_CONNECTION_HPP
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+
+namespace peerlink {
+
+template <fec_policy F, cipher_policy C, obfuscation_policy O, traversal_policy T>
+connection_core<F, C, O, T>::connection_core(const connection_settings& settings, time_point now)
+    : settings_(settings), origin_(now),
+      // A slot holds the largest datagram plus room for the pipeline on both sides.
+      slot_size_(settings.cfg.transport.max_datagram_size + 2 * pipeline_overhead),
+      max_payload_(settings.cfg.transport.max_datagram_size - pipeline_overhead), last_rx_(now),
+      last_tx_(now) {
+    settings_.transmit_slots = std::max<std::size_t>(settings_.transmit_slots, 4);
+    settings_.receive_slots = std::max<std::size_t>(settings_.receive_slots, 1);
+    tx_storage_.resize(settings_.transmit_slots * slot_size_);
+    tx_slots_.resize(settings_.transmit_slots);
+    rx_storage_.resize(settings_.receive_slots * max_payload_);
+    rx_sizes_.resize(settings_.receive_slots);
+    stats_.state = std::string(to_string(kind()));
+    stats_.path = "none";
+}
+
+template <fec_policy F, cipher_policy C, obfuscation_policy O, traversal_policy T>
+std::uint64_t connection_core<F, C, O, T>::micros(time_point now) const noexcept {
+    // +1: a timestamp of 0 means "none" on the wire.
+    return static_cast<std::uint64_t>(
+               std::chrono::duration_cast<std::chrono::microseconds>(now - origin_).count()) +
+           1;
+}
+
+template <fec_policy F, cipher_policy C, obfuscation_policy O, traversal_policy T>
+void connection_core<F, C, O, T>::apply(const connection_event& e, time_point now) {
+    const auto& t = settings_.cfg.timers;
+    transition_context ctx{now, t.backoff_initial, t.backoff_max, 3};
+    auto before = kind();
+    state_ = transition(state_, e, ctx);
+    auto after = kind();
+    if (before == after && !std::holds_alternative<event::direct_path_found>(e))
+        return;
+    if (auto* c = std::get_if<state::connected>(&state_))
+        path_ = c->path;
+    stats_.state = std::string(to_string(after));
+    stats_.path = after == state_kind::connected ? "direct"
+                  : after == state_kind::relayed ? "relayed"
+                                                 : "none";
+    if (path_)
+        stats_.remote_endpoint = path_->to_string();
+    if (before == after)
+        return;
+    if (after == state_kind::reconnecting || after == state_kind::punching)
+        start_attempt(now);
+    if (after != state_kind::reconnecting && after != state_kind::punching) {
+        next_hello_ = time_point::max();
+        attempt_deadline_ = time_point::max();
+    }
+    if (events_count_ < events_.size()) {
+        events_[(events_head_ + events_count_) % events_.size()] =
+            state_changed_event{before, after};
+        ++events_count_;
+    }
+}
+
+template <fec_policy F, cipher_policy C, obfuscation_policy O, traversal_policy T>
+std::error_code connection_core<F, C, O, T>::connect(const traversal_request& request,
+                                                     std::optional<peer_id> expected,
+                                                     time_point now) {
+    if (kind() != state_kind::idle || listening_)
+        return make_error_code(error::already_connecting);
+    expected_ = expected;
+    apply(event::connect_requested{false}, now);
+    if (auto ec = traversal_.start(request, now)) {
+        apply(event::fatal_error{ec}, now);
+        return ec;
+    }
+    path_ = traversal_.poll_path();
+    apply(event::candidates_gathered{}, now); // gathering -> punching: hellos start
+    return {};
+}
+
+template <fec_policy F, cipher_policy C, obfuscation_policy O, traversal_policy T>
+std::error_code connection_core<F, C, O, T>::accept(std::optional<peer_id> expected, time_point) {
+    if (kind() != state_kind::idle || listening_)
+        return make_error_code(error::already_connecting);
+    expected_ = expected;
+    listening_ = true;
+    return {};
+}
+
+template <fec_policy F, cipher_policy C, obfuscation_policy O, traversal_policy T>
+void connection_core<F, C, O, T>::close(time_point now) {
+    if (is_terminal(kind()))
+        return;
+    if (path_ && peer_is_live() && !closing_sent_) {
+        // Two copies: the close is not retransmitted, and one loss should not leave
+        // the peer waiting for its idle timeout.
+        send_control(frame::close{0}, *path_, now);
+        send_control(frame::close{0}, *path_, now);
+        closing_sent_ = true;
+    }
+    listening_ = false;
+    apply(event::close_requested{}, now);
+}
+
+template <fec_policy F, cipher_policy C, obfuscation_policy O, traversal_policy T>
+bool connection_core<F, C, O, T>::peer_is_live() const noexcept {
+    auto k = kind();
+    return k == state_kind::connected || k == state_kind::relayed || k == state_kind::punching ||
+           k == state_kind::reconnecting;
+}
+
+template <fec_policy F, cipher_policy C, obfuscation_policy O, traversal_policy T>
+void connection_core<F, C, O, T>::start_attempt(time_point now) {
+    next_hello_ = now;
+    attempt_deadline_ = now + settings_.cfg.timers.connect_timeout;
+}
+
+template <fec_policy F, cipher_policy C, obfuscation_policy O, traversal_policy T>
+void connection_core<F, C, O, T>::handle_datagram(std::span<std::byte> bytes, const endpoint& from,
+                                                  time_point now) {
+    ++stats_.packets_received;
+    stats_.bytes_received += bytes.size();
+    packet_buffer p(bytes, 0);
+    p.resize(bytes.size());
+    auto drop_malformed = [&] {
+        ++stats_.dropped_malformed;
+    };
+    if (obfuscation_.unwrap(p) || cipher_.open(p, now) || fec_.decode(p, now))
+        return drop_malformed();
+    auto deliver = [&](packet_buffer& packet) {
+        if (packet.empty())
+            return; // FEC parity only
+        std::error_code ec;
+        auto f = frame::decode(packet.data(), ec);
+        if (!f)
+            return drop_malformed();
+        on_frame(*f, from, now);
+    };
+    deliver(p);
+    while (fec_.poll_recovered(p))
+        deliver(p);
+}
+
+template <fec_policy F, cipher_policy C, obfuscation_policy O, traversal_policy T>
+void connection_core<F, C, O, T>::on_frame(const frame::any_frame& f, const endpoint& from,
+                                           time_point now) {
+    if (is_terminal(kind()))
+        return;
+    if (auto* h = std::get_if<frame::hello>(&f))
+        return on_hello(*h, from, now);
+    // Everything else must come from the peer on its path: a stranger gets nowhere.
+    if (!remote_ || !path_ || from != *path_) {
+        ++stats_.dropped_unexpected_peer;
+        return;
+    }
+    last_rx_ = now;
+    std::visit(
+        [&](const auto& v) {
+            using V = std::decay_t<decltype(v)>;
+            if constexpr (std::is_same_v<V, frame::data>) {
+                if (kind() != state_kind::connected && kind() != state_kind::relayed)
+                    return;
+                if (rx_count_ == rx_sizes_.size() || v.payload.size() > max_payload_) {
+                    ++stats_.dropped_receive_queue_full;
+                    return;
+                }
+                auto i = (rx_head_ + rx_count_) % rx_sizes_.size();
+                if (!v.payload.empty())
+                    std::memcpy(rx_storage_.data() + i * max_payload_, v.payload.data(),
+                                v.payload.size());
+                rx_sizes_[i] = v.payload.size();
+                ++rx_count_;
+                ++stats_.datagrams_received;
+            } else if constexpr (std::is_same_v<V, frame::ping>) {
+                send_control(frame::pong{v.timestamp_us}, from, now);
+            } else if constexpr (std::is_same_v<V, frame::pong>) {
+                on_rtt_sample(v.echo_us, now);
+            } else if constexpr (std::is_same_v<V, frame::close>) {
+                apply(event::peer_closed{}, now);
+            } else {
+                // reliable: this connection has no reliability layer to take it.
+                ++stats_.dropped_malformed;
+            }
+        },
+        f);
+}
+
+template <fec_policy F, cipher_policy C, obfuscation_policy O, traversal_policy T>
+void connection_core<F, C, O, T>::on_hello(const frame::hello& h, const endpoint& from,
+                                           time_point now) {
+    auto id = peer_id::from_bytes(h.peer_id);
+    if ((expected_ && id != *expected_) || (remote_ && id != *remote_)) {
+        ++stats_.dropped_unexpected_peer;
+        return;
+    }
+    auto k = kind();
+    bool looking = k == state_kind::punching || k == state_kind::reconnecting ||
+                   k == state_kind::waiting || (k == state_kind::idle && listening_);
+    bool live = k == state_kind::connected || k == state_kind::relayed;
+    if (!looking && !live)
+        return;
+    if (!h.is_ack)
+        send_hello(true, h.timestamp_us, from, now); // also re-answers a hello whose ack was lost
+    else if (h.echo_us == 0 || h.echo_us > micros(now))
+        return ++stats_.dropped_malformed, void(); // an ack must answer a hello of ours
+    else
+        on_rtt_sample(h.echo_us, now);
+    last_rx_ = now;
+    remote_ = id;
+    remote_connection_id_ = h.connection_id;
+    if (k == state_kind::idle) {
+        listening_ = false;
+        apply(event::connect_requested{false}, now);
+        apply(event::candidates_gathered{}, now);
+    }
+    if (!live || from != path_) // found, or moved (the peer's NAT rebound the mapping)
+        apply(event::direct_path_found{from}, now);
+}
+
+template <fec_policy F, cipher_policy C, obfuscation_policy O, traversal_policy T>
+void connection_core<F, C, O, T>::on_rtt_sample(std::uint64_t echo_us, time_point now) noexcept {
+    auto sent = micros(now);
+    if (echo_us == 0 || echo_us > sent)
+        return;
+    std::chrono::microseconds rtt(sent - echo_us);
+    stats_.last_rtt = rtt;
+    if (stats_.srtt.count() == 0) {
+        stats_.srtt = rtt;
+        stats_.min_rtt = rtt;
+    } else {
+        stats_.srtt = (stats_.srtt * 7 + rtt) / 8; // RFC 6298's alpha = 1/8
+        stats_.min_rtt = std::min(stats_.min_rtt, rtt);
+    }
+}
+
+template <fec_policy F, cipher_policy C, obfuscation_policy O, traversal_policy T>
+void connection_core<F, C, O, T>::handle_timeout(time_point now) {
+    const auto& t = settings_.cfg.timers;
+    switch (kind()) {
+    case state_kind::punching:
+    case state_kind::reconnecting:
+        if (now >= attempt_deadline_) {
+            apply(event::attempt_failed{make_error_code(error::handshake_timeout)}, now);
+            if (kind() == state_kind::reconnecting) // the next try of the round
+                start_attempt(now);
+            break;
+        }
+        if (now >= next_hello_ && path_) {
+            send_hello(false, 0, *path_, now);
+            next_hello_ = now + t.hello_interval;
+        }
+        break;
+    case state_kind::waiting:
+        if (now >= std::get<state::waiting>(state_).until) {
+            apply(event::retry_timer_fired{}, now);
+            if (kind() == state_kind::gathering) // a first connect: gather again, then punch
+                apply(event::candidates_gathered{}, now);
+        }
+        break;
+    case state_kind::connected:
+    case state_kind::relayed:
+        if (now - last_rx_ >= t.idle_timeout) {
+            apply(event::path_lost{make_error_code(error::peer_timeout)}, now);
+            break;
+        }
+        if (now - last_tx_ >= t.keepalive_interval && path_)
+            send_control(frame::ping{micros(now)}, *path_, now);
+        break;
+    default:
+        break;
+    }
+}
+
+template <fec_policy F, cipher_policy C, obfuscation_policy O, traversal_policy T>
+std::optional<time_point> connection_core<F, C, O, T>::poll_timeout() const noexcept {
+    const auto& t = settings_.cfg.timers;
+    switch (kind()) {
+    case state_kind::punching:
+    case state_kind::reconnecting:
+        return std::min(next_hello_, attempt_deadline_);
+    case state_kind::waiting:
+        return std::get<state::waiting>(state_).until;
+    case state_kind::connected:
+    case state_kind::relayed:
+        return std::min(last_rx_ + t.idle_timeout, last_tx_ + t.keepalive_interval);
+    default:
+        return std::nullopt;
+    }
+}
+
+template <fec_policy F, cipher_policy C, obfuscation_policy O, traversal_policy T>
+std::error_code connection_core<F, C, O, T>::send_datagram(std::span<const std::byte> payload,
+                                                           time_point now) {
+    if ((kind() != state_kind::connected && kind() != state_kind::relayed) || !path_)
+        return make_error_code(error::not_connected);
+    if (payload.size() > max_payload_)
+        return make_error_code(error::message_too_large);
+    auto p = open_slot();
+    if (!p)
+        return std::make_error_code(std::errc::operation_would_block);
+    p->append(payload);
+    frame::prepend_header(*p, frame::frame_type::data);
+    ++stats_.datagrams_sent;
+    commit(*p, *path_, now);
+    return {};
+}
+
+template <fec_policy F, cipher_policy C, obfuscation_policy O, traversal_policy T>
+std::size_t connection_core<F, C, O, T>::send_capacity() const noexcept {
+    // One slot stays free for control frames (hello answers, pongs, close).
+    auto free = tx_slots_.size() - tx_count_;
+    return free > 1 ? free - 1 : 0;
+}
+
+template <fec_policy F, cipher_policy C, obfuscation_policy O, traversal_policy T>
+void connection_core<F, C, O, T>::send_hello(bool ack, std::uint64_t echo_us, const endpoint& to,
+                                             time_point now) {
+    frame::hello h;
+    auto id = settings_.local_id.bytes();
+    std::copy(id.begin(), id.end(), h.peer_id.begin());
+    h.connection_id = settings_.connection_id;
+    h.timestamp_us = micros(now);
+    h.echo_us = echo_us;
+    h.is_ack = ack;
+    send_control(h, to, now);
+}
+
+template <fec_policy F, cipher_policy C, obfuscation_policy O, traversal_policy T>
+template <class Control>
+void connection_core<F, C, O, T>::send_control(const Control& c, const endpoint& to,
+                                               time_point now) {
+    auto p = open_slot();
+    if (!p) {
+        ++stats_.dropped_send_errors; // the timers send it again
+        return;
+    }
+    frame::encode(*p, c);
+    commit(*p, to, now);
+}
+
+template <fec_policy F, cipher_policy C, obfuscation_policy O, traversal_policy T>
+std::optional<packet_buffer> connection_core<F, C, O, T>::open_slot() noexcept {
+    if (tx_count_ == tx_slots_.size())
+        return std::nullopt;
+    auto i = (tx_head_ + tx_count_) % tx_slots_.size();
+    std::span<std::byte> storage(tx_storage_.data() + i * slot_size_, slot_size_);
+    return packet_buffer(storage, pipeline_overhead);
+}
+
+template <fec_policy F, cipher_policy C, obfuscation_policy O, traversal_policy T>
+void connection_core<F, C, O, T>::commit(packet_buffer& p, const endpoint& to, time_point now) {
+    if (fec_.encode(p, now)) {
+        ++stats_.dropped_send_errors;
+        return;
+    }
+    commit_one(p, to, now);
+    // Parity packets go out behind the packet that completed their group.
+    while (true) {
+        auto parity = open_slot();
+        if (!parity || !fec_.poll_parity(*parity))
+            break;
+        commit_one(*parity, to, now);
+    }
+}
+
+template <fec_policy F, cipher_policy C, obfuscation_policy O, traversal_policy T>
+void connection_core<F, C, O, T>::commit_one(packet_buffer& p, const endpoint& to, time_point now) {
+    if (cipher_.seal(p, now) || obfuscation_.wrap(p)) {
+        ++stats_.dropped_send_errors;
+        return;
+    }
+    auto i = (tx_head_ + tx_count_) % tx_slots_.size();
+    auto base = tx_storage_.data() + i * slot_size_;
+    tx_slots_[i] = slot{static_cast<std::size_t>(p.data().data() - base), p.size(), to};
+    ++tx_count_;
+    ++stats_.packets_sent;
+    stats_.bytes_sent += p.size();
+    last_tx_ = now;
+}
+
+template <fec_policy F, cipher_policy C, obfuscation_policy O, traversal_policy T>
+transmit connection_core<F, C, O, T>::peek_transmit(std::size_t i) const noexcept {
+    auto j = (tx_head_ + i) % tx_slots_.size();
+    const auto& s = tx_slots_[j];
+    return {std::span<const std::byte>(tx_storage_.data() + j * slot_size_ + s.offset, s.size),
+            s.to};
+}
+
+template <fec_policy F, cipher_policy C, obfuscation_policy O, traversal_policy T>
+void connection_core<F, C, O, T>::pop_transmits(std::size_t n) noexcept {
+    n = std::min(n, tx_count_);
+    tx_head_ = (tx_head_ + n) % tx_slots_.size();
+    tx_count_ -= n;
+}
+
+template <fec_policy F, cipher_policy C, obfuscation_policy O, traversal_policy T>
+std::optional<std::span<const std::byte>>
+connection_core<F, C, O, T>::peek_datagram() const noexcept {
+    if (rx_count_ == 0)
+        return std::nullopt;
+    return std::span<const std::byte>(rx_storage_.data() + rx_head_ * max_payload_,
+                                      rx_sizes_[rx_head_]);
+}
+
+template <fec_policy F, cipher_policy C, obfuscation_policy O, traversal_policy T>
+void connection_core<F, C, O, T>::pop_datagram() noexcept {
+    if (rx_count_ == 0)
+        return;
+    rx_head_ = (rx_head_ + 1) % rx_sizes_.size();
+    --rx_count_;
+}
+
+template <fec_policy F, cipher_policy C, obfuscation_policy O, traversal_policy T>
+std::optional<core_event> connection_core<F, C, O, T>::poll_event() noexcept {
+    if (events_count_ == 0)
+        return std::nullopt;
+    auto e = events_[events_head_];
+    events_head_ = (events_head_ + 1) % events_.size();
+    --events_count_;
+    return e;
+}
+
+} // namespace peerlink
+
+#endif // PEERLINK_PROTO_IMPL_CONNECTION_HPP

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs what peerlink's build and tests need from Debian 12's packages.
+# Run as root (or with sudo available). Does nothing when all are present.
+set -euo pipefail
+
+packages=(
+    g++ clang cmake ninja-build pkg-config   # toolchain
+    libasio-dev nlohmann-json3-dev libssl-dev # the library's dependencies
+    catch2                                    # tests
+    "$@"
+)
+
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "install-deps: installing ${missing[*]}"
+sudo_cmd=()
+[ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+export DEBIAN_FRONTEND=noninteractive
+"${sudo_cmd[@]}" apt-get update -q
+"${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"

@@ -1,0 +1,27 @@
+# Builds and runs the consumer program. MODE=installed installs peerlink into a
+# fresh prefix first and finds it with find_package(peerlink CONFIG REQUIRED).
+function(run)
+    execute_process(COMMAND ${ARGV} RESULT_VARIABLE rc)
+    if(NOT rc EQUAL 0)
+        message(FATAL_ERROR "failed (${rc}): ${ARGV}")
+    endif()
+endfunction()
+
+set(build "${WORK_DIR}/${MODE}-build")
+file(REMOVE_RECURSE "${build}")
+set(extra "")
+if(MODE STREQUAL "installed")
+    set(prefix "${WORK_DIR}/${MODE}-prefix")
+    file(REMOVE_RECURSE "${prefix}")
+    run(${CMAKE_COMMAND} --install "${PEERLINK_BINARY_DIR}" --prefix "${prefix}")
+    if(NOT EXISTS "${prefix}/share/cmake/peerlink/peerlinkConfigVersion.cmake")
+        message(FATAL_ERROR "install did not produce a package version file")
+    endif()
+    set(extra "-DCMAKE_PREFIX_PATH=${prefix}")
+else()
+    set(extra "-DPEERLINK_SOURCE_DIR=${PEERLINK_SOURCE_DIR}")
+endif()
+run(${CMAKE_COMMAND} -S "${PEERLINK_SOURCE_DIR}/tests/consumer/${MODE}" -B "${build}"
+    -G "${GENERATOR}" -DCMAKE_CXX_COMPILER=${CXX} ${extra})
+run(${CMAKE_COMMAND} --build "${build}")
+run("${build}/consumer")
