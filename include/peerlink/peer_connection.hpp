@@ -14,6 +14,7 @@
 #include <peerlink/net/udp_transport.hpp>
 #include <peerlink/policy/datagram_only.hpp>
 #include <peerlink/policy/direct_only.hpp>
+#include <peerlink/policy/kcp.hpp>
 #include <peerlink/policy/no_cipher.hpp>
 #include <peerlink/policy/no_fec.hpp>
 #include <peerlink/policy/no_obfuscation.hpp>
@@ -109,12 +110,22 @@ public:
     static_assert(traversal_policy<traversal_type>,
                   "peerlink::peer_connection: the traversal policy does not meet "
                   "peerlink::traversal_policy");
-    static_assert(!reliability_type::is_reliable,
-                  "peerlink::peer_connection: reliable policies need the reliability layer, "
-                  "which this version does not have yet; use peerlink::datagram_only");
+    static_assert(!reliability_type::is_reliable || kcp_reliability<reliability_type>,
+                  "peerlink::peer_connection: a reliable policy must name its KCP settings "
+                  "(see peerlink::kcp<Settings>)");
 
     using executor_type = typename transport_type::executor_type;
-    using core_type = connection_core<fec_type, cipher_type, obfuscation_type, traversal_type>;
+    using core_type =
+        connection_core<reliability_type, fec_type, cipher_type, obfuscation_type, traversal_type>;
+    /// Whether the connection has a reliable channel (a `kcp<...>` reliability policy).
+    static constexpr bool is_reliable = reliability_type::is_reliable;
+    /// Whether whole messages can be sent on the reliable channel (KCP message mode).
+    static constexpr bool has_messages = [] {
+        if constexpr (is_reliable)
+            return !reliability_type::settings.stream;
+        else
+            return false;
+    }();
 
     /// Opens the transport from `cfg.transport` on `ex`.
     /// @throws std::system_error if the socket cannot be opened or bound.
@@ -180,6 +191,74 @@ public:
     template <class CompletionToken = asio::default_completion_token_t<executor_type>>
     auto async_receive(asio::mutable_buffer buffer,
                        CompletionToken&& token = asio::default_completion_token_t<executor_type>{});
+
+    /// @name Reliable channel (with a `kcp<...>` reliability policy)
+    /// The connection is an Asio AsyncReadStream and AsyncWriteStream: `asio::async_read`
+    /// and `asio::async_write` work on it. Bytes written before the path is lost are
+    /// kept and sent once it is back; nothing written is lost or duplicated.
+    /// @{
+
+    /// Reads some bytes of the reliable stream.
+    ///
+    /// Completion signature: `void(std::error_code, std::size_t bytes)`. Errors:
+    /// `asio::error::eof` once the peer closed in order and every byte was read;
+    /// `error::not_connected` (we closed, or the connection failed); the KCP error of
+    /// a dead link (`condition::peer_unreachable`); `error::operation_in_progress`;
+    /// `operation_aborted` on cancellation (no byte is lost).
+    template <class MutableBufferSequence,
+              class CompletionToken = asio::default_completion_token_t<executor_type>>
+    auto
+    async_read_some(const MutableBufferSequence& buffers,
+                    CompletionToken&& token =
+                        asio::default_completion_token_t<executor_type>{}) requires is_reliable;
+
+    /// Writes some bytes to the reliable stream.
+    ///
+    /// Completion signature: `void(std::error_code, std::size_t bytes)`. Completes as
+    /// soon as KCP's send window takes at least one byte: this is the backpressure,
+    /// nothing is buffered beyond the window. Errors as for `async_read_some`.
+    template <class ConstBufferSequence,
+              class CompletionToken = asio::default_completion_token_t<executor_type>>
+    auto
+    async_write_some(const ConstBufferSequence& buffers,
+                     CompletionToken&& token =
+                         asio::default_completion_token_t<executor_type>{}) requires is_reliable;
+
+    /// Sends one whole message on the reliable channel; the peer receives it whole.
+    ///
+    /// Completion signature: `void(std::error_code, std::size_t bytes)`. Waits while
+    /// the send window is full. Errors: `kcp_error::too_many_fragments` when larger
+    /// than `max_message_size()`, others as for `async_write_some`.
+    template <class CompletionToken = asio::default_completion_token_t<executor_type>>
+    auto
+    async_send_message(asio::const_buffer message,
+                       CompletionToken&& token =
+                           asio::default_completion_token_t<executor_type>{}) requires has_messages;
+
+    /// Receives one whole message from the reliable channel.
+    ///
+    /// Completion signature: `void(std::error_code, std::size_t bytes)`. Errors:
+    /// `error::buffer_too_small` (the message stays queued; `bytes` is its size),
+    /// others as for `async_read_some`.
+    template <class CompletionToken = asio::default_completion_token_t<executor_type>>
+    auto async_receive_message(
+        asio::mutable_buffer buffer,
+        CompletionToken&& token = asio::default_completion_token_t<executor_type>{}) requires
+        has_messages;
+
+    /// The largest message `async_send_message` takes.
+    std::size_t max_message_size() const noexcept requires is_reliable;
+
+    /// Closes in order once the peer has acknowledged every byte written (or
+    /// `cfg.timers.connect_timeout` later at most), then tells the peer.
+    ///
+    /// Completion signature: `void(std::error_code)`: success when the close was sent
+    /// with everything acknowledged, `error::handshake_timeout` when it was sent
+    /// without, `error::operation_in_progress`, `operation_aborted`.
+    template <class CompletionToken = asio::default_completion_token_t<executor_type>>
+    auto async_close(CompletionToken&& token =
+                         asio::default_completion_token_t<executor_type>{}) requires is_reliable;
+    /// @}
 
     /// Closes in order: tells the peer, aborts pending operations. Idempotent.
     void close();

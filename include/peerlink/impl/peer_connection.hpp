@@ -86,9 +86,115 @@ struct peer_connection<Policies...>::impl : std::enable_shared_from_this<impl> {
         deliver();
         if (send_op && core.send_capacity() > 0)
             finish_send();
+        if constexpr (is_reliable) {
+            try_read();
+            try_write();
+            if constexpr (has_messages) {
+                try_send_message();
+                try_receive_message();
+            }
+            flush();
+        }
         if (is_terminal(core.kind())) // nothing more will happen: release the socket
             return shutdown();
         arm_timer();
+    }
+
+    // Copies a buffer sequence's first buffers (partial reads and writes are allowed,
+    // so a fixed array suffices and no allocation is made per operation).
+    template <class Buffer, class Sequence>
+    static std::size_t gather(std::array<Buffer, 16>& out, const Sequence& seq) {
+        std::size_t n = 0;
+        for (auto it = asio::buffer_sequence_begin(seq);
+             it != asio::buffer_sequence_end(seq) && n < out.size(); ++it)
+            if (Buffer b(*it); b.size() != 0)
+                out[n++] = b;
+        return n;
+    }
+
+    // What a reliable operation completes with when the core said `ec`.
+    static std::error_code stream_error(std::error_code ec) {
+        if (ec == error::connection_closed)
+            return asio::error::eof; // end of stream, as asio::async_read expects
+        return ec;
+    }
+
+    void try_read() {
+        if (!read_op)
+            return;
+        if (read_count == 0)
+            return detail::complete_op(read_op, std::error_code{}, std::size_t{0});
+        if (!core.stream_readable())
+            return;
+        std::size_t total = 0;
+        std::error_code ec;
+        for (std::size_t i = 0; i < read_count; ++i) {
+            auto& b = read_bufs[i];
+            auto n = core.stream_read(
+                std::span<std::byte>(static_cast<std::byte*>(b.data()), b.size()), ec);
+            total += n;
+            if (n < b.size())
+                break;
+        }
+        if (total)
+            return detail::complete_op(read_op, std::error_code{}, total);
+        if (ec != std::errc::operation_would_block)
+            detail::complete_op(read_op, stream_error(ec), std::size_t{0});
+    }
+
+    void try_write() {
+        if (!write_op)
+            return;
+        if (write_count == 0)
+            return detail::complete_op(write_op, std::error_code{}, std::size_t{0});
+        if (!core.stream_writable())
+            return;
+        std::size_t total = 0;
+        std::error_code ec;
+        auto now = transport.now();
+        for (std::size_t i = 0; i < write_count; ++i) {
+            auto& b = write_bufs[i];
+            auto n = core.stream_write(
+                std::span<const std::byte>(static_cast<const std::byte*>(b.data()), b.size()), now,
+                ec);
+            total += n;
+            if (n < b.size())
+                break;
+        }
+        if (total)
+            return detail::complete_op(write_op, std::error_code{}, total);
+        if (ec != std::errc::operation_would_block)
+            detail::complete_op(write_op, stream_error(ec), std::size_t{0});
+    }
+
+    void try_send_message() {
+        if constexpr (has_messages) {
+            if (!msg_send_op || !core.stream_writable())
+                return;
+            auto ec = core.send_message(
+                std::span<const std::byte>(static_cast<const std::byte*>(msg_send_buf.data()),
+                                           msg_send_buf.size()),
+                transport.now());
+            if (ec != std::errc::operation_would_block)
+                detail::complete_op(msg_send_op, stream_error(ec),
+                                    ec ? std::size_t{0} : msg_send_buf.size());
+        }
+    }
+
+    void try_receive_message() {
+        if constexpr (has_messages) {
+            if (!msg_recv_op || !core.stream_readable())
+                return;
+            std::error_code ec;
+            auto n = core.receive_message(
+                std::span<std::byte>(static_cast<std::byte*>(msg_recv_buf.data()),
+                                     msg_recv_buf.size()),
+                ec);
+            if (ec == error::buffer_too_small)
+                return detail::complete_op(msg_recv_op, ec, core.peek_message_size());
+            if (ec != std::errc::operation_would_block)
+                detail::complete_op(msg_recv_op, stream_error(ec), n);
+        }
     }
 
     void flush() {
@@ -102,6 +208,8 @@ struct peer_connection<Policies...>::impl : std::enable_shared_from_this<impl> {
             std::size_t sent =
                 transport.try_send(std::span<const tx_datagram>(batch.data(), n), ec);
             core.pop_transmits(sent);
+            if constexpr (is_reliable)
+                core.refill(transport.now()); // KCP datagrams waiting for free slots
             if (!ec)
                 continue;
             if (ec == std::errc::operation_would_block) {
@@ -138,6 +246,10 @@ struct peer_connection<Policies...>::impl : std::enable_shared_from_this<impl> {
             break;
         case state_kind::failed:
         case state_kind::closed:
+            if constexpr (is_reliable)
+                detail::complete_op(close_op, core.all_acknowledged()
+                                                  ? std::error_code{}
+                                                  : make_error_code(error::handshake_timeout));
             detail::complete_op(connect_op, end_reason());
             detail::complete_op(recv_op, end_reason(), std::size_t{0});
             detail::complete_op(send_op, end_reason(), std::size_t{0});
@@ -222,6 +334,11 @@ struct peer_connection<Policies...>::impl : std::enable_shared_from_this<impl> {
         detail::complete_op(connect_op, aborted);
         detail::complete_op(recv_op, aborted, std::size_t{0});
         detail::complete_op(send_op, aborted, std::size_t{0});
+        detail::complete_op(read_op, aborted, std::size_t{0});
+        detail::complete_op(write_op, aborted, std::size_t{0});
+        detail::complete_op(msg_send_op, aborted, std::size_t{0});
+        detail::complete_op(msg_recv_op, aborted, std::size_t{0});
+        detail::complete_op(close_op, aborted);
     }
 
     // Installs a cancellation handler that aborts the op in `which`. The work is
@@ -263,6 +380,16 @@ struct peer_connection<Policies...>::impl : std::enable_shared_from_this<impl> {
     detail::pending_op_ptr<std::error_code, std::size_t> send_op;
     asio::mutable_buffer recv_buffer;
     asio::const_buffer send_buffer;
+
+    // The reliable channel's operations.
+    detail::pending_op_ptr<std::error_code, std::size_t> read_op, write_op, msg_send_op,
+        msg_recv_op;
+    detail::pending_op_ptr<std::error_code> close_op;
+    std::array<asio::mutable_buffer, 16> read_bufs{};
+    std::array<asio::const_buffer, 16> write_bufs{};
+    std::size_t read_count = 0, write_count = 0;
+    asio::const_buffer msg_send_buf;
+    asio::mutable_buffer msg_recv_buf;
 };
 
 template <class... Policies>
@@ -394,6 +521,117 @@ auto peer_connection<Policies...>::async_receive(asio::mutable_buffer buffer,
                 detail::complete_op(s.recv_op, s.end_reason(), std::size_t{0});
         },
         token, buffer);
+}
+
+template <class... Policies>
+template <class MutableBufferSequence, class CompletionToken>
+auto peer_connection<Policies...>::async_read_some(const MutableBufferSequence& buffers,
+                                                   CompletionToken&& token) requires is_reliable {
+    return asio::async_initiate<CompletionToken, void(std::error_code, std::size_t)>(
+        [this](auto handler, const MutableBufferSequence& buffers) {
+            auto& s = *impl_;
+            s.on_cancel(handler, &impl::read_op);
+            auto op = detail::make_pending_op<std::error_code, std::size_t>(
+                std::move(handler), s.transport.get_executor());
+            if (s.read_op)
+                return detail::complete_op(op, make_error_code(error::operation_in_progress),
+                                           std::size_t{0});
+            s.read_count = impl::gather(s.read_bufs, buffers);
+            s.read_op = std::move(op);
+            s.try_read();
+            s.arm_timer();
+        },
+        token, buffers);
+}
+
+template <class... Policies>
+template <class ConstBufferSequence, class CompletionToken>
+auto peer_connection<Policies...>::async_write_some(const ConstBufferSequence& buffers,
+                                                    CompletionToken&& token) requires is_reliable {
+    return asio::async_initiate<CompletionToken, void(std::error_code, std::size_t)>(
+        [this](auto handler, const ConstBufferSequence& buffers) {
+            auto& s = *impl_;
+            s.on_cancel(handler, &impl::write_op);
+            auto op = detail::make_pending_op<std::error_code, std::size_t>(
+                std::move(handler), s.transport.get_executor());
+            if (s.write_op)
+                return detail::complete_op(op, make_error_code(error::operation_in_progress),
+                                           std::size_t{0});
+            s.write_count = impl::gather(s.write_bufs, buffers);
+            s.write_op = std::move(op);
+            s.try_write();
+            s.flush();
+            s.arm_timer();
+        },
+        token, buffers);
+}
+
+template <class... Policies>
+template <class CompletionToken>
+auto peer_connection<Policies...>::async_send_message(
+    asio::const_buffer message, CompletionToken&& token) requires has_messages {
+    return asio::async_initiate<CompletionToken, void(std::error_code, std::size_t)>(
+        [this](auto handler, asio::const_buffer message) {
+            auto& s = *impl_;
+            s.on_cancel(handler, &impl::msg_send_op);
+            auto op = detail::make_pending_op<std::error_code, std::size_t>(
+                std::move(handler), s.transport.get_executor());
+            if (s.msg_send_op)
+                return detail::complete_op(op, make_error_code(error::operation_in_progress),
+                                           std::size_t{0});
+            s.msg_send_buf = message;
+            s.msg_send_op = std::move(op);
+            s.try_send_message();
+            s.flush();
+            s.arm_timer();
+        },
+        token, message);
+}
+
+template <class... Policies>
+template <class CompletionToken>
+auto peer_connection<Policies...>::async_receive_message(
+    asio::mutable_buffer buffer, CompletionToken&& token) requires has_messages {
+    return asio::async_initiate<CompletionToken, void(std::error_code, std::size_t)>(
+        [this](auto handler, asio::mutable_buffer buffer) {
+            auto& s = *impl_;
+            s.on_cancel(handler, &impl::msg_recv_op);
+            auto op = detail::make_pending_op<std::error_code, std::size_t>(
+                std::move(handler), s.transport.get_executor());
+            if (s.msg_recv_op)
+                return detail::complete_op(op, make_error_code(error::operation_in_progress),
+                                           std::size_t{0});
+            s.msg_recv_buf = buffer;
+            s.msg_recv_op = std::move(op);
+            s.try_receive_message();
+            s.arm_timer();
+        },
+        token, buffer);
+}
+
+template <class... Policies>
+std::size_t peer_connection<Policies...>::max_message_size() const noexcept requires is_reliable {
+    return impl_->core.max_message_size();
+}
+
+template <class... Policies>
+template <class CompletionToken>
+auto peer_connection<Policies...>::async_close(CompletionToken&& token) requires is_reliable {
+    return asio::async_initiate<CompletionToken, void(std::error_code)>(
+        [this](auto handler) {
+            auto& s = *impl_;
+            s.on_cancel(handler, &impl::close_op);
+            auto op = detail::make_pending_op<std::error_code>(std::move(handler),
+                                                               s.transport.get_executor());
+            if (s.close_op)
+                return detail::complete_op(op, make_error_code(error::operation_in_progress));
+            if (s.closed || is_terminal(s.core.kind()))
+                return detail::complete_op(op, std::error_code{});
+            s.close_op = std::move(op);
+            s.core.close_after_flush(s.transport.now());
+            s.pump();
+        },
+        token);
 }
 
 template <class... Policies>

@@ -25,7 +25,9 @@
 #include <peerlink/endpoint.hpp>
 #include <peerlink/error.hpp>
 #include <peerlink/identity.hpp>
+#include <peerlink/policy/kcp.hpp>
 #include <peerlink/proto/frame.hpp>
+#include <peerlink/proto/kcp.hpp>
 #include <peerlink/proto/packet_buffer.hpp>
 #include <peerlink/state.hpp>
 #include <peerlink/stats.hpp>
@@ -59,20 +61,23 @@ using core_event = std::variant<state_changed_event>;
 
 /// Sizes and identities a connection core is built with.
 struct connection_settings {
-    peer_id local_id;                 ///< Our peer id, sent in hellos.
-    std::uint64_t connection_id = 0;  ///< Random per connection (the driver draws it).
-    config cfg;                       ///< Timers and sizes (cfg.timers, cfg.transport).
-    std::size_t transmit_slots = 512; ///< Packets that can wait for the socket.
-    std::size_t receive_slots = 512;  ///< Datagrams that can wait for the application.
+    peer_id local_id;                  ///< Our peer id, sent in hellos.
+    std::uint64_t connection_id = 0;   ///< Random per connection (the driver draws it).
+    config cfg;                        ///< Timers and sizes (cfg.timers, cfg.transport).
+    std::size_t transmit_slots = 1024; ///< Packets that can wait for the socket.
+    std::size_t receive_slots = 512;   ///< Datagrams that can wait for the application.
 };
 
 /// The sans-I/O connection: the state machine, the handshake and the pipeline.
 ///
-/// @tparam Fec, Cipher, Obfuscation, Traversal Policies of those kinds.
+/// @tparam Reliability, Fec, Cipher, Obfuscation, Traversal Policies of those kinds.
+///
+/// With a reliable policy (`kcp<Settings>`) the core also runs a `kcp_core`, whose
+/// segments travel in `reliable` frames beside the unreliable `data` frames.
 ///
 /// Not thread-safe. Never throws after construction; never reads a clock.
-template <fec_policy Fec, cipher_policy Cipher, obfuscation_policy Obfuscation,
-          traversal_policy Traversal>
+template <reliability_policy Reliability, fec_policy Fec, cipher_policy Cipher,
+          obfuscation_policy Obfuscation, traversal_policy Traversal>
 class connection_core {
 public:
     /// Bytes the pipeline may add in front of a frame and behind it.
@@ -137,6 +142,64 @@ public:
     void pop_datagram() noexcept;
     /// @}
 
+    /// @name Reliable channel
+    /// Only with a reliable policy. Data written while the path is lost waits in
+    /// KCP's queue and goes out once the path is back.
+    /// @{
+    static constexpr bool is_reliable = Reliability::is_reliable;
+
+    /// Writes up to `bytes.size()` bytes of the stream (message mode: as one message
+    /// of at most `max_message_size()` bytes). @returns the bytes taken; 0 with
+    /// `std::errc::operation_would_block` when the send window is full, or with
+    /// `error::not_connected` / the KCP error (dead link).
+    std::size_t stream_write(std::span<const std::byte> bytes, time_point now,
+                             std::error_code& ec) requires is_reliable;
+
+    /// Reads up to `out.size()` bytes of the stream (message mode: messages are read
+    /// as a stream of bytes). @returns the bytes read; 0 with
+    /// `std::errc::operation_would_block` when nothing is there yet, `asio`-style
+    /// end of stream (`error::connection_closed`) once the peer closed and everything
+    /// was read, or the KCP error.
+    std::size_t stream_read(std::span<std::byte> out, std::error_code& ec) requires is_reliable;
+
+    /// Sends one whole message (message mode only).
+    /// @returns as `stream_write`, plus `kcp_error::too_many_fragments` if it is
+    /// larger than `max_message_size()`.
+    std::error_code send_message(std::span<const std::byte> message,
+                                 time_point now) requires(is_reliable &&
+                                                          !Reliability::settings.stream);
+
+    /// Receives one whole message (message mode only); `error::buffer_too_small`
+    /// leaves it queued. `peek_message_size()` tells the size needed.
+    std::size_t receive_message(std::span<std::byte> out,
+                                std::error_code& ec) requires(is_reliable &&
+                                                              !Reliability::settings.stream);
+    std::size_t peek_message_size() const noexcept
+        requires(is_reliable && !Reliability::settings.stream);
+
+    /// The largest message, and the largest chunk `stream_write` takes at once.
+    std::size_t max_message_size() const noexcept requires is_reliable;
+
+    /// Whether `stream_write` would take bytes now.
+    bool stream_writable() const noexcept requires is_reliable;
+    /// Whether `stream_read` would return bytes, or an end, now.
+    bool stream_readable() const noexcept requires is_reliable;
+    /// Whether the peer acknowledged everything written.
+    bool all_acknowledged() const noexcept requires is_reliable;
+
+    /// Closes in order after everything written has been acknowledged (or after
+    /// `cfg.timers.connect_timeout` more, whichever is first). The state becomes
+    /// `closed` then; until then reads and the datagram path go on.
+    void close_after_flush(time_point now);
+
+    /// Moves KCP's waiting datagrams into transmit slots the driver freed. Call
+    /// after `pop_transmits` when `transmit_count()` was at capacity.
+    void refill(time_point now);
+
+    /// KCP's counters (reliable policies only).
+    kcp_stats reliable_stats() const noexcept requires is_reliable { return kcp_->stats(); }
+    /// @}
+
     /// The next event for the application. Call after every `handle_*` and request.
     std::optional<core_event> poll_event() noexcept;
 
@@ -176,6 +239,17 @@ private:
     // Runs a framed packet through FEC, cipher and disguise, and commits it (and any parity).
     void commit(packet_buffer& p, const endpoint& to, time_point now);
     void commit_one(packet_buffer& p, const endpoint& to, time_point now);
+    // Puts KCP's datagrams into reliable frames.
+    void drain_reliable(time_point now);
+    // Checks the KCP core for a dead link and a finished close_after_flush.
+    void check_reliable(time_point now);
+    bool stream_open() const noexcept;
+    // Sends the close and repeats it until the peer answers (close_after_flush).
+    void start_closing(time_point now);
+    static constexpr unsigned max_close_tries = 8;
+    static constexpr std::uint16_t close_reason_ack = 1;
+    // Why nothing more can be read: would_block while the stream may still deliver.
+    std::error_code end_of_stream() const noexcept;
 
     connection_settings settings_;
     time_point origin_;
@@ -199,6 +273,17 @@ private:
     time_point attempt_deadline_ = time_point::max();
     time_point last_rx_{};
     time_point last_tx_{};
+
+    struct no_reliable {};
+    [[no_unique_address]] std::conditional_t<is_reliable, std::optional<kcp_core>, no_reliable>
+        kcp_;
+    // Message mode read as a stream: the message being read, and how far.
+    std::vector<std::byte> staging_;
+    std::size_t staging_off_ = 0, staging_len_ = 0;
+    time_point close_deadline_ = time_point::max(); // close_after_flush pending
+    bool peer_closed_ = false;
+    unsigned close_tries_ = 0;
+    time_point next_close_ = time_point::max();
 
     std::vector<std::byte> tx_storage_;
     std::vector<slot> tx_slots_;

@@ -19,7 +19,7 @@
 // | 0x04 | reliable  | bytes of the reliability layer (KCP segments)               |
 // | 0x05 | ping      | timestamp µs (u64)                                          |
 // | 0x06 | pong      | echo of a ping's timestamp (u64)                            |
-// | 0x07 | close     | reason (u16): 0 = closed by the application                 |
+// | 0x07 | close     | reason (u16): 0 = closed, 1 = answer to a close (acknowledges it) |
 //
 // The codec is a set of free functions over byte spans: no allocation, no
 // exceptions. Decoding never reads past the span and reports a peerlink::error.

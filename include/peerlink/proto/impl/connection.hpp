@@ -8,8 +8,9 @@
 
 namespace peerlink {
 
-template <fec_policy F, cipher_policy C, obfuscation_policy O, traversal_policy T>
-connection_core<F, C, O, T>::connection_core(const connection_settings& settings, time_point now)
+template <reliability_policy R, fec_policy F, cipher_policy C, obfuscation_policy O,
+          traversal_policy T>
+connection_core<R, F, C, O, T>::connection_core(const connection_settings& settings, time_point now)
     : settings_(settings), origin_(now),
       // A slot holds the largest datagram plus room for the pipeline on both sides.
       slot_size_(settings.cfg.transport.max_datagram_size + 2 * pipeline_overhead),
@@ -23,18 +24,29 @@ connection_core<F, C, O, T>::connection_core(const connection_settings& settings
     rx_sizes_.resize(settings_.receive_slots);
     stats_.state = std::string(to_string(kind()));
     stats_.path = "none";
+    if constexpr (is_reliable) {
+        kcp_settings ks = R::settings;
+        // One KCP datagram fills one reliable frame; conv is unused (frames demultiplex).
+        ks.mtu = static_cast<std::uint32_t>(max_payload_ - frame::header_size);
+        ks.conv = 0;
+        kcp_.emplace(ks, now);
+        if (!ks.stream)
+            staging_.resize(kcp_->max_message_size());
+    }
 }
 
-template <fec_policy F, cipher_policy C, obfuscation_policy O, traversal_policy T>
-std::uint64_t connection_core<F, C, O, T>::micros(time_point now) const noexcept {
+template <reliability_policy R, fec_policy F, cipher_policy C, obfuscation_policy O,
+          traversal_policy T>
+std::uint64_t connection_core<R, F, C, O, T>::micros(time_point now) const noexcept {
     // +1: a timestamp of 0 means "none" on the wire.
     return static_cast<std::uint64_t>(
                std::chrono::duration_cast<std::chrono::microseconds>(now - origin_).count()) +
            1;
 }
 
-template <fec_policy F, cipher_policy C, obfuscation_policy O, traversal_policy T>
-void connection_core<F, C, O, T>::apply(const connection_event& e, time_point now) {
+template <reliability_policy R, fec_policy F, cipher_policy C, obfuscation_policy O,
+          traversal_policy T>
+void connection_core<R, F, C, O, T>::apply(const connection_event& e, time_point now) {
     const auto& t = settings_.cfg.timers;
     transition_context ctx{now, t.backoff_initial, t.backoff_max, 3};
     auto before = kind();
@@ -65,10 +77,11 @@ void connection_core<F, C, O, T>::apply(const connection_event& e, time_point no
     }
 }
 
-template <fec_policy F, cipher_policy C, obfuscation_policy O, traversal_policy T>
-std::error_code connection_core<F, C, O, T>::connect(const traversal_request& request,
-                                                     std::optional<peer_id> expected,
-                                                     time_point now) {
+template <reliability_policy R, fec_policy F, cipher_policy C, obfuscation_policy O,
+          traversal_policy T>
+std::error_code connection_core<R, F, C, O, T>::connect(const traversal_request& request,
+                                                        std::optional<peer_id> expected,
+                                                        time_point now) {
     if (kind() != state_kind::idle || listening_)
         return make_error_code(error::already_connecting);
     expected_ = expected;
@@ -82,8 +95,10 @@ std::error_code connection_core<F, C, O, T>::connect(const traversal_request& re
     return {};
 }
 
-template <fec_policy F, cipher_policy C, obfuscation_policy O, traversal_policy T>
-std::error_code connection_core<F, C, O, T>::accept(std::optional<peer_id> expected, time_point) {
+template <reliability_policy R, fec_policy F, cipher_policy C, obfuscation_policy O,
+          traversal_policy T>
+std::error_code connection_core<R, F, C, O, T>::accept(std::optional<peer_id> expected,
+                                                       time_point) {
     if (kind() != state_kind::idle || listening_)
         return make_error_code(error::already_connecting);
     expected_ = expected;
@@ -91,8 +106,9 @@ std::error_code connection_core<F, C, O, T>::accept(std::optional<peer_id> expec
     return {};
 }
 
-template <fec_policy F, cipher_policy C, obfuscation_policy O, traversal_policy T>
-void connection_core<F, C, O, T>::close(time_point now) {
+template <reliability_policy R, fec_policy F, cipher_policy C, obfuscation_policy O,
+          traversal_policy T>
+void connection_core<R, F, C, O, T>::close(time_point now) {
     if (is_terminal(kind()))
         return;
     if (path_ && peer_is_live() && !closing_sent_) {
@@ -106,22 +122,25 @@ void connection_core<F, C, O, T>::close(time_point now) {
     apply(event::close_requested{}, now);
 }
 
-template <fec_policy F, cipher_policy C, obfuscation_policy O, traversal_policy T>
-bool connection_core<F, C, O, T>::peer_is_live() const noexcept {
+template <reliability_policy R, fec_policy F, cipher_policy C, obfuscation_policy O,
+          traversal_policy T>
+bool connection_core<R, F, C, O, T>::peer_is_live() const noexcept {
     auto k = kind();
     return k == state_kind::connected || k == state_kind::relayed || k == state_kind::punching ||
            k == state_kind::reconnecting;
 }
 
-template <fec_policy F, cipher_policy C, obfuscation_policy O, traversal_policy T>
-void connection_core<F, C, O, T>::start_attempt(time_point now) {
+template <reliability_policy R, fec_policy F, cipher_policy C, obfuscation_policy O,
+          traversal_policy T>
+void connection_core<R, F, C, O, T>::start_attempt(time_point now) {
     next_hello_ = now;
     attempt_deadline_ = now + settings_.cfg.timers.connect_timeout;
 }
 
-template <fec_policy F, cipher_policy C, obfuscation_policy O, traversal_policy T>
-void connection_core<F, C, O, T>::handle_datagram(std::span<std::byte> bytes, const endpoint& from,
-                                                  time_point now) {
+template <reliability_policy R, fec_policy F, cipher_policy C, obfuscation_policy O,
+          traversal_policy T>
+void connection_core<R, F, C, O, T>::handle_datagram(std::span<std::byte> bytes,
+                                                     const endpoint& from, time_point now) {
     ++stats_.packets_received;
     stats_.bytes_received += bytes.size();
     packet_buffer p(bytes, 0);
@@ -145,9 +164,10 @@ void connection_core<F, C, O, T>::handle_datagram(std::span<std::byte> bytes, co
         deliver(p);
 }
 
-template <fec_policy F, cipher_policy C, obfuscation_policy O, traversal_policy T>
-void connection_core<F, C, O, T>::on_frame(const frame::any_frame& f, const endpoint& from,
-                                           time_point now) {
+template <reliability_policy R, fec_policy F, cipher_policy C, obfuscation_policy O,
+          traversal_policy T>
+void connection_core<R, F, C, O, T>::on_frame(const frame::any_frame& f, const endpoint& from,
+                                              time_point now) {
     if (is_terminal(kind()))
         return;
     if (auto* h = std::get_if<frame::hello>(&f))
@@ -180,18 +200,35 @@ void connection_core<F, C, O, T>::on_frame(const frame::any_frame& f, const endp
             } else if constexpr (std::is_same_v<V, frame::pong>) {
                 on_rtt_sample(v.echo_us, now);
             } else if constexpr (std::is_same_v<V, frame::close>) {
+                if (close_tries_ > 0) { // the peer's answer to our close: done
+                    close_tries_ = 0;
+                    next_close_ = time_point::max();
+                    apply(event::close_requested{}, now);
+                    return;
+                }
+                send_control(frame::close{close_reason_ack}, from, now);
+                peer_closed_ = true;
                 apply(event::peer_closed{}, now);
-            } else {
-                // reliable: this connection has no reliability layer to take it.
-                ++stats_.dropped_malformed;
+            } else if constexpr (std::is_same_v<V, frame::reliable>) {
+                if constexpr (is_reliable) {
+                    if (kcp_->input(v.payload, now)) {
+                        ++stats_.dropped_malformed;
+                        return;
+                    }
+                    drain_reliable(now);
+                    check_reliable(now);
+                } else {
+                    ++stats_.dropped_malformed; // no reliability layer here to take it
+                }
             }
         },
         f);
 }
 
-template <fec_policy F, cipher_policy C, obfuscation_policy O, traversal_policy T>
-void connection_core<F, C, O, T>::on_hello(const frame::hello& h, const endpoint& from,
-                                           time_point now) {
+template <reliability_policy R, fec_policy F, cipher_policy C, obfuscation_policy O,
+          traversal_policy T>
+void connection_core<R, F, C, O, T>::on_hello(const frame::hello& h, const endpoint& from,
+                                              time_point now) {
     auto id = peer_id::from_bytes(h.peer_id);
     if ((expected_ && id != *expected_) || (remote_ && id != *remote_)) {
         ++stats_.dropped_unexpected_peer;
@@ -221,8 +258,9 @@ void connection_core<F, C, O, T>::on_hello(const frame::hello& h, const endpoint
         apply(event::direct_path_found{from}, now);
 }
 
-template <fec_policy F, cipher_policy C, obfuscation_policy O, traversal_policy T>
-void connection_core<F, C, O, T>::on_rtt_sample(std::uint64_t echo_us, time_point now) noexcept {
+template <reliability_policy R, fec_policy F, cipher_policy C, obfuscation_policy O,
+          traversal_policy T>
+void connection_core<R, F, C, O, T>::on_rtt_sample(std::uint64_t echo_us, time_point now) noexcept {
     auto sent = micros(now);
     if (echo_us == 0 || echo_us > sent)
         return;
@@ -237,9 +275,32 @@ void connection_core<F, C, O, T>::on_rtt_sample(std::uint64_t echo_us, time_poin
     }
 }
 
-template <fec_policy F, cipher_policy C, obfuscation_policy O, traversal_policy T>
-void connection_core<F, C, O, T>::handle_timeout(time_point now) {
+template <reliability_policy R, fec_policy F, cipher_policy C, obfuscation_policy O,
+          traversal_policy T>
+void connection_core<R, F, C, O, T>::handle_timeout(time_point now) {
     const auto& t = settings_.cfg.timers;
+    if constexpr (is_reliable) {
+        if (stream_open()) {
+            kcp_->handle_timeout(now);
+            drain_reliable(now);
+            check_reliable(now);
+        }
+    }
+    if (now >= close_deadline_) {
+        close_deadline_ = time_point::max();
+        start_closing(now);
+    }
+    if (now >= next_close_) {
+        if (close_tries_ < max_close_tries && path_ && !is_terminal(kind())) {
+            send_control(frame::close{0}, *path_, now);
+            ++close_tries_;
+            next_close_ = now + settings_.cfg.timers.hello_interval;
+        } else {
+            close_tries_ = 0;
+            next_close_ = time_point::max();
+            apply(event::close_requested{}, now); // no answer: the peer will time out
+        }
+    }
     switch (kind()) {
     case state_kind::punching:
     case state_kind::reconnecting:
@@ -275,26 +336,37 @@ void connection_core<F, C, O, T>::handle_timeout(time_point now) {
     }
 }
 
-template <fec_policy F, cipher_policy C, obfuscation_policy O, traversal_policy T>
-std::optional<time_point> connection_core<F, C, O, T>::poll_timeout() const noexcept {
+template <reliability_policy R, fec_policy F, cipher_policy C, obfuscation_policy O,
+          traversal_policy T>
+std::optional<time_point> connection_core<R, F, C, O, T>::poll_timeout() const noexcept {
     const auto& t = settings_.cfg.timers;
+    std::optional<time_point> next;
     switch (kind()) {
     case state_kind::punching:
     case state_kind::reconnecting:
-        return std::min(next_hello_, attempt_deadline_);
+        next = std::min(next_hello_, attempt_deadline_);
+        break;
     case state_kind::waiting:
-        return std::get<state::waiting>(state_).until;
+        next = std::get<state::waiting>(state_).until;
+        break;
     case state_kind::connected:
     case state_kind::relayed:
-        return std::min(last_rx_ + t.idle_timeout, last_tx_ + t.keepalive_interval);
+        next = std::min(last_rx_ + t.idle_timeout, last_tx_ + t.keepalive_interval);
+        break;
     default:
         return std::nullopt;
     }
+    if constexpr (is_reliable) {
+        if (auto k = kcp_->poll_timeout(); k && stream_open())
+            next = std::min(*next, *k);
+    }
+    return std::min({*next, close_deadline_, next_close_});
 }
 
-template <fec_policy F, cipher_policy C, obfuscation_policy O, traversal_policy T>
-std::error_code connection_core<F, C, O, T>::send_datagram(std::span<const std::byte> payload,
-                                                           time_point now) {
+template <reliability_policy R, fec_policy F, cipher_policy C, obfuscation_policy O,
+          traversal_policy T>
+std::error_code connection_core<R, F, C, O, T>::send_datagram(std::span<const std::byte> payload,
+                                                              time_point now) {
     if ((kind() != state_kind::connected && kind() != state_kind::relayed) || !path_)
         return make_error_code(error::not_connected);
     if (payload.size() > max_payload_)
@@ -309,16 +381,18 @@ std::error_code connection_core<F, C, O, T>::send_datagram(std::span<const std::
     return {};
 }
 
-template <fec_policy F, cipher_policy C, obfuscation_policy O, traversal_policy T>
-std::size_t connection_core<F, C, O, T>::send_capacity() const noexcept {
+template <reliability_policy R, fec_policy F, cipher_policy C, obfuscation_policy O,
+          traversal_policy T>
+std::size_t connection_core<R, F, C, O, T>::send_capacity() const noexcept {
     // One slot stays free for control frames (hello answers, pongs, close).
     auto free = tx_slots_.size() - tx_count_;
     return free > 1 ? free - 1 : 0;
 }
 
-template <fec_policy F, cipher_policy C, obfuscation_policy O, traversal_policy T>
-void connection_core<F, C, O, T>::send_hello(bool ack, std::uint64_t echo_us, const endpoint& to,
-                                             time_point now) {
+template <reliability_policy R, fec_policy F, cipher_policy C, obfuscation_policy O,
+          traversal_policy T>
+void connection_core<R, F, C, O, T>::send_hello(bool ack, std::uint64_t echo_us, const endpoint& to,
+                                                time_point now) {
     frame::hello h;
     auto id = settings_.local_id.bytes();
     std::copy(id.begin(), id.end(), h.peer_id.begin());
@@ -329,10 +403,11 @@ void connection_core<F, C, O, T>::send_hello(bool ack, std::uint64_t echo_us, co
     send_control(h, to, now);
 }
 
-template <fec_policy F, cipher_policy C, obfuscation_policy O, traversal_policy T>
+template <reliability_policy R, fec_policy F, cipher_policy C, obfuscation_policy O,
+          traversal_policy T>
 template <class Control>
-void connection_core<F, C, O, T>::send_control(const Control& c, const endpoint& to,
-                                               time_point now) {
+void connection_core<R, F, C, O, T>::send_control(const Control& c, const endpoint& to,
+                                                  time_point now) {
     auto p = open_slot();
     if (!p) {
         ++stats_.dropped_send_errors; // the timers send it again
@@ -342,8 +417,9 @@ void connection_core<F, C, O, T>::send_control(const Control& c, const endpoint&
     commit(*p, to, now);
 }
 
-template <fec_policy F, cipher_policy C, obfuscation_policy O, traversal_policy T>
-std::optional<packet_buffer> connection_core<F, C, O, T>::open_slot() noexcept {
+template <reliability_policy R, fec_policy F, cipher_policy C, obfuscation_policy O,
+          traversal_policy T>
+std::optional<packet_buffer> connection_core<R, F, C, O, T>::open_slot() noexcept {
     if (tx_count_ == tx_slots_.size())
         return std::nullopt;
     auto i = (tx_head_ + tx_count_) % tx_slots_.size();
@@ -351,8 +427,9 @@ std::optional<packet_buffer> connection_core<F, C, O, T>::open_slot() noexcept {
     return packet_buffer(storage, pipeline_overhead);
 }
 
-template <fec_policy F, cipher_policy C, obfuscation_policy O, traversal_policy T>
-void connection_core<F, C, O, T>::commit(packet_buffer& p, const endpoint& to, time_point now) {
+template <reliability_policy R, fec_policy F, cipher_policy C, obfuscation_policy O,
+          traversal_policy T>
+void connection_core<R, F, C, O, T>::commit(packet_buffer& p, const endpoint& to, time_point now) {
     if (fec_.encode(p, now)) {
         ++stats_.dropped_send_errors;
         return;
@@ -367,8 +444,10 @@ void connection_core<F, C, O, T>::commit(packet_buffer& p, const endpoint& to, t
     }
 }
 
-template <fec_policy F, cipher_policy C, obfuscation_policy O, traversal_policy T>
-void connection_core<F, C, O, T>::commit_one(packet_buffer& p, const endpoint& to, time_point now) {
+template <reliability_policy R, fec_policy F, cipher_policy C, obfuscation_policy O,
+          traversal_policy T>
+void connection_core<R, F, C, O, T>::commit_one(packet_buffer& p, const endpoint& to,
+                                                time_point now) {
     if (cipher_.seal(p, now) || obfuscation_.wrap(p)) {
         ++stats_.dropped_send_errors;
         return;
@@ -382,46 +461,278 @@ void connection_core<F, C, O, T>::commit_one(packet_buffer& p, const endpoint& t
     last_tx_ = now;
 }
 
-template <fec_policy F, cipher_policy C, obfuscation_policy O, traversal_policy T>
-transmit connection_core<F, C, O, T>::peek_transmit(std::size_t i) const noexcept {
+template <reliability_policy R, fec_policy F, cipher_policy C, obfuscation_policy O,
+          traversal_policy T>
+transmit connection_core<R, F, C, O, T>::peek_transmit(std::size_t i) const noexcept {
     auto j = (tx_head_ + i) % tx_slots_.size();
     const auto& s = tx_slots_[j];
     return {std::span<const std::byte>(tx_storage_.data() + j * slot_size_ + s.offset, s.size),
             s.to};
 }
 
-template <fec_policy F, cipher_policy C, obfuscation_policy O, traversal_policy T>
-void connection_core<F, C, O, T>::pop_transmits(std::size_t n) noexcept {
+template <reliability_policy R, fec_policy F, cipher_policy C, obfuscation_policy O,
+          traversal_policy T>
+void connection_core<R, F, C, O, T>::pop_transmits(std::size_t n) noexcept {
     n = std::min(n, tx_count_);
     tx_head_ = (tx_head_ + n) % tx_slots_.size();
     tx_count_ -= n;
 }
 
-template <fec_policy F, cipher_policy C, obfuscation_policy O, traversal_policy T>
+template <reliability_policy R, fec_policy F, cipher_policy C, obfuscation_policy O,
+          traversal_policy T>
 std::optional<std::span<const std::byte>>
-connection_core<F, C, O, T>::peek_datagram() const noexcept {
+connection_core<R, F, C, O, T>::peek_datagram() const noexcept {
     if (rx_count_ == 0)
         return std::nullopt;
     return std::span<const std::byte>(rx_storage_.data() + rx_head_ * max_payload_,
                                       rx_sizes_[rx_head_]);
 }
 
-template <fec_policy F, cipher_policy C, obfuscation_policy O, traversal_policy T>
-void connection_core<F, C, O, T>::pop_datagram() noexcept {
+template <reliability_policy R, fec_policy F, cipher_policy C, obfuscation_policy O,
+          traversal_policy T>
+void connection_core<R, F, C, O, T>::pop_datagram() noexcept {
     if (rx_count_ == 0)
         return;
     rx_head_ = (rx_head_ + 1) % rx_sizes_.size();
     --rx_count_;
 }
 
-template <fec_policy F, cipher_policy C, obfuscation_policy O, traversal_policy T>
-std::optional<core_event> connection_core<F, C, O, T>::poll_event() noexcept {
+template <reliability_policy R, fec_policy F, cipher_policy C, obfuscation_policy O,
+          traversal_policy T>
+std::optional<core_event> connection_core<R, F, C, O, T>::poll_event() noexcept {
     if (events_count_ == 0)
         return std::nullopt;
     auto e = events_[events_head_];
     events_head_ = (events_head_ + 1) % events_.size();
     --events_count_;
     return e;
+}
+
+template <reliability_policy R, fec_policy F, cipher_policy C, obfuscation_policy O,
+          traversal_policy T>
+bool connection_core<R, F, C, O, T>::stream_open() const noexcept {
+    auto k = kind();
+    return k == state_kind::connected || k == state_kind::relayed ||
+           k == state_kind::reconnecting || k == state_kind::waiting;
+}
+
+template <reliability_policy R, fec_policy F, cipher_policy C, obfuscation_policy O,
+          traversal_policy T>
+void connection_core<R, F, C, O, T>::drain_reliable(time_point now) {
+    if constexpr (is_reliable) {
+        if (!path_)
+            return;
+        while (auto n = kcp_->next_transmit_size()) {
+            auto p = open_slot();
+            if (!p)
+                return; // the rest waits in KCP until refill()
+            auto dst = p->append(n);
+            p->resize(kcp_->poll_transmit(dst));
+            frame::prepend_header(*p, frame::frame_type::reliable);
+            commit(*p, *path_, now);
+        }
+    } else {
+        (void)now;
+    }
+}
+
+template <reliability_policy R, fec_policy F, cipher_policy C, obfuscation_policy O,
+          traversal_policy T>
+void connection_core<R, F, C, O, T>::refill(time_point now) {
+    if (kind() == state_kind::connected || kind() == state_kind::relayed)
+        drain_reliable(now);
+}
+
+template <reliability_policy R, fec_policy F, cipher_policy C, obfuscation_policy O,
+          traversal_policy T>
+void connection_core<R, F, C, O, T>::check_reliable(time_point now) {
+    if constexpr (is_reliable) {
+        if (kcp_->is_dead() && !is_terminal(kind())) {
+            apply(event::fatal_error{kcp_->error()}, now);
+            return;
+        }
+        if (close_deadline_ != time_point::max() && kcp_->waiting_segments() == 0) {
+            close_deadline_ = time_point::max();
+            start_closing(now);
+        }
+    } else {
+        (void)now;
+    }
+}
+
+template <reliability_policy R, fec_policy F, cipher_policy C, obfuscation_policy O,
+          traversal_policy T>
+void connection_core<R, F, C, O, T>::close_after_flush(time_point now) {
+    if (is_terminal(kind()))
+        return;
+    if constexpr (is_reliable) {
+        if (kcp_->waiting_segments() != 0 &&
+            (kind() == state_kind::connected || kind() == state_kind::relayed)) {
+            close_deadline_ = now + settings_.cfg.timers.connect_timeout;
+            kcp_->flush(now);
+            drain_reliable(now);
+            return;
+        }
+    }
+    start_closing(now);
+}
+
+template <reliability_policy R, fec_policy F, cipher_policy C, obfuscation_policy O,
+          traversal_policy T>
+void connection_core<R, F, C, O, T>::start_closing(time_point now) {
+    if (is_terminal(kind()) || close_tries_ > 0)
+        return;
+    if (!path_ || (kind() != state_kind::connected && kind() != state_kind::relayed))
+        return close(now);
+    // The close is repeated until the peer answers it with its own, so that a lost
+    // close frame does not leave the peer waiting for its idle timeout.
+    send_control(frame::close{0}, *path_, now);
+    close_tries_ = 1;
+    next_close_ = now + settings_.cfg.timers.hello_interval;
+}
+
+template <reliability_policy R, fec_policy F, cipher_policy C, obfuscation_policy O,
+          traversal_policy T>
+std::size_t connection_core<R, F, C, O, T>::stream_write(std::span<const std::byte> bytes,
+                                                         time_point now,
+                                                         std::error_code& ec) requires is_reliable {
+    ec.clear();
+    if (!stream_open() || close_deadline_ != time_point::max()) {
+        ec = make_error_code(error::not_connected);
+        return 0;
+    }
+    auto n = std::min({bytes.size(), kcp_->send_capacity(), kcp_->max_message_size()});
+    if (n == 0 && !bytes.empty()) {
+        ec = kcp_->is_dead() ? kcp_->error()
+                             : std::make_error_code(std::errc::operation_would_block);
+        return 0;
+    }
+    if (auto e = kcp_->send(bytes.first(n))) {
+        ec = e;
+        return 0;
+    }
+    // Send now rather than on the next interval tick, as kcp-go does on Write.
+    kcp_->flush(now);
+    drain_reliable(now);
+    return n;
+}
+
+template <reliability_policy R, fec_policy F, cipher_policy C, obfuscation_policy O,
+          traversal_policy T>
+std::size_t connection_core<R, F, C, O, T>::stream_read(std::span<std::byte> out,
+                                                        std::error_code& ec) requires is_reliable {
+    ec.clear();
+    std::size_t n = 0;
+    if constexpr (R::settings.stream) {
+        n = kcp_->receive(out, ec);
+    } else {
+        if (staging_off_ == staging_len_ && kcp_->readable()) {
+            staging_len_ = kcp_->receive(staging_, ec);
+            staging_off_ = 0;
+        }
+        n = std::min(out.size(), staging_len_ - staging_off_);
+        if (n) {
+            std::memcpy(out.data(), staging_.data() + staging_off_, n);
+            staging_off_ += n;
+            ec.clear();
+        } else if (!ec) {
+            ec = std::make_error_code(std::errc::operation_would_block);
+        }
+    }
+    if (n)
+        return n;
+    if (ec == kcp_error::would_block)
+        ec = std::make_error_code(std::errc::operation_would_block);
+    if (ec == std::errc::operation_would_block)
+        ec = end_of_stream();
+    return 0;
+}
+
+template <reliability_policy R, fec_policy F, cipher_policy C, obfuscation_policy O,
+          traversal_policy T>
+std::error_code connection_core<R, F, C, O, T>::end_of_stream() const noexcept {
+    if constexpr (is_reliable)
+        if (kcp_->is_dead())
+            return kcp_->error();
+    if (!is_terminal(kind()))
+        return std::make_error_code(std::errc::operation_would_block);
+    if (peer_closed_)
+        return make_error_code(error::connection_closed);
+    if (auto* f = std::get_if<state::failed>(&state_))
+        return f->reason;
+    return make_error_code(error::not_connected);
+}
+
+template <reliability_policy R, fec_policy F, cipher_policy C, obfuscation_policy O,
+          traversal_policy T>
+std::error_code
+connection_core<R, F, C, O, T>::send_message(std::span<const std::byte> message,
+                                             time_point now) requires(is_reliable &&
+                                                                      !R::settings.stream) {
+    if (!stream_open() || close_deadline_ != time_point::max())
+        return make_error_code(error::not_connected);
+    if (auto e = kcp_->send(message))
+        return e == kcp_error::send_window_full
+                   ? std::make_error_code(std::errc::operation_would_block)
+                   : e;
+    kcp_->flush(now);
+    drain_reliable(now);
+    return {};
+}
+
+template <reliability_policy R, fec_policy F, cipher_policy C, obfuscation_policy O,
+          traversal_policy T>
+std::size_t connection_core<R, F, C, O, T>::receive_message(
+    std::span<std::byte> out, std::error_code& ec) requires(is_reliable && !R::settings.stream) {
+    if (staging_off_ != staging_len_) { // the rest of a message half read as a stream
+        auto n = staging_len_ - staging_off_;
+        if (n > out.size()) {
+            ec = make_error_code(error::buffer_too_small);
+            return 0;
+        }
+        std::memcpy(out.data(), staging_.data() + staging_off_, n);
+        staging_off_ = staging_len_;
+        ec.clear();
+        return n;
+    }
+    auto n = kcp_->receive(out, ec);
+    if (!ec)
+        return n;
+    if (ec == kcp_error::would_block)
+        ec = end_of_stream();
+    return 0;
+}
+
+template <reliability_policy R, fec_policy F, cipher_policy C, obfuscation_policy O,
+          traversal_policy T>
+std::size_t connection_core<R, F, C, O, T>::peek_message_size() const noexcept
+    requires(is_reliable && !R::settings.stream) {
+    return staging_off_ != staging_len_ ? staging_len_ - staging_off_ : kcp_->peek_size();
+}
+
+template <reliability_policy R, fec_policy F, cipher_policy C, obfuscation_policy O,
+          traversal_policy T>
+std::size_t connection_core<R, F, C, O, T>::max_message_size() const noexcept requires is_reliable {
+    return kcp_->max_message_size();
+}
+
+template <reliability_policy R, fec_policy F, cipher_policy C, obfuscation_policy O,
+          traversal_policy T>
+bool connection_core<R, F, C, O, T>::stream_writable() const noexcept requires is_reliable {
+    return !stream_open() || kcp_->send_capacity() > 0 || kcp_->is_dead();
+}
+
+template <reliability_policy R, fec_policy F, cipher_policy C, obfuscation_policy O,
+          traversal_policy T>
+bool connection_core<R, F, C, O, T>::stream_readable() const noexcept requires is_reliable {
+    return staging_off_ != staging_len_ || kcp_->readable() || kcp_->is_dead() ||
+           is_terminal(kind());
+}
+
+template <reliability_policy R, fec_policy F, cipher_policy C, obfuscation_policy O,
+          traversal_policy T>
+bool connection_core<R, F, C, O, T>::all_acknowledged() const noexcept requires is_reliable {
+    return kcp_->waiting_segments() == 0;
 }
 
 } // namespace peerlink
