@@ -129,8 +129,7 @@ public:
 
     /// Opens the transport from `cfg.transport` on `ex`.
     /// @throws std::system_error if the socket cannot be opened or bound.
-    peer_connection(const executor_type& ex, const identity& me, const config& cfg) requires
-        std::constructible_from<transport_type, const executor_type&, const config&>;
+    peer_connection(const executor_type& ex, const identity& me, const config& cfg);
 
     /// Builds the transport as `transport_type(args...)`, e.g. a `sim_transport` on
     /// a `sim_network`: `peer_connection<sim_transport>(with_transport, me, cfg, net, ep)`.
@@ -140,7 +139,15 @@ public:
     peer_connection(const peer_connection&) = delete;
     peer_connection& operator=(const peer_connection&) = delete;
     peer_connection(peer_connection&&) noexcept = default;
-    peer_connection& operator=(peer_connection&&) noexcept = default;
+    /// Closes this connection (as the destructor does), then takes `other`'s.
+    peer_connection& operator=(peer_connection&& other) noexcept {
+        if (this != &other) {
+            if (impl_)
+                impl_->shutdown();
+            impl_ = std::move(other.impl_);
+        }
+        return *this;
+    }
 
     /// Closes the connection (the peer is told) and aborts pending operations.
     ~peer_connection();
@@ -209,8 +216,7 @@ public:
               class CompletionToken = asio::default_completion_token_t<executor_type>>
     auto
     async_read_some(const MutableBufferSequence& buffers,
-                    CompletionToken&& token =
-                        asio::default_completion_token_t<executor_type>{}) requires is_reliable;
+                    CompletionToken&& token = asio::default_completion_token_t<executor_type>{});
 
     /// Writes some bytes to the reliable stream.
     ///
@@ -221,8 +227,7 @@ public:
               class CompletionToken = asio::default_completion_token_t<executor_type>>
     auto
     async_write_some(const ConstBufferSequence& buffers,
-                     CompletionToken&& token =
-                         asio::default_completion_token_t<executor_type>{}) requires is_reliable;
+                     CompletionToken&& token = asio::default_completion_token_t<executor_type>{});
 
     /// Sends one whole message on the reliable channel; the peer receives it whole.
     ///
@@ -232,8 +237,7 @@ public:
     template <class CompletionToken = asio::default_completion_token_t<executor_type>>
     auto
     async_send_message(asio::const_buffer message,
-                       CompletionToken&& token =
-                           asio::default_completion_token_t<executor_type>{}) requires has_messages;
+                       CompletionToken&& token = asio::default_completion_token_t<executor_type>{});
 
     /// Receives one whole message from the reliable channel.
     ///
@@ -243,11 +247,10 @@ public:
     template <class CompletionToken = asio::default_completion_token_t<executor_type>>
     auto async_receive_message(
         asio::mutable_buffer buffer,
-        CompletionToken&& token = asio::default_completion_token_t<executor_type>{}) requires
-        has_messages;
+        CompletionToken&& token = asio::default_completion_token_t<executor_type>{});
 
     /// The largest message `async_send_message` takes.
-    std::size_t max_message_size() const noexcept requires is_reliable;
+    std::size_t max_message_size() const noexcept;
 
     /// Closes in order once the peer has acknowledged every byte written (or
     /// `cfg.timers.connect_timeout` later at most), then tells the peer.
@@ -256,8 +259,7 @@ public:
     /// with everything acknowledged, `error::handshake_timeout` when it was sent
     /// without, `error::operation_in_progress`, `operation_aborted`.
     template <class CompletionToken = asio::default_completion_token_t<executor_type>>
-    auto async_close(CompletionToken&& token =
-                         asio::default_completion_token_t<executor_type>{}) requires is_reliable;
+    auto async_close(CompletionToken&& token = asio::default_completion_token_t<executor_type>{});
     /// @}
 
     /// Closes in order: tells the peer, aborts pending operations. Idempotent.

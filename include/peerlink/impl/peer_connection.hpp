@@ -394,9 +394,11 @@ struct peer_connection<Policies...>::impl : std::enable_shared_from_this<impl> {
 
 template <class... Policies>
 peer_connection<Policies...>::peer_connection(const executor_type& ex, const identity& me,
-                                              const config& cfg) requires
-    std::constructible_from<transport_type, const executor_type&, const config&>
+                                              const config& cfg)
     : impl_(std::make_shared<impl>(me, cfg, ex, cfg)) {
+    static_assert(std::is_constructible_v<transport_type, const executor_type&, const config&>,
+                  "peerlink::peer_connection: this transport is not made from an executor and "
+                  "a config; use the with_transport constructor");
     impl_->start();
 }
 
@@ -526,7 +528,9 @@ auto peer_connection<Policies...>::async_receive(asio::mutable_buffer buffer,
 template <class... Policies>
 template <class MutableBufferSequence, class CompletionToken>
 auto peer_connection<Policies...>::async_read_some(const MutableBufferSequence& buffers,
-                                                   CompletionToken&& token) requires is_reliable {
+                                                   CompletionToken&& token) {
+    static_assert(is_reliable, "peerlink::peer_connection: the reliable channel needs a "
+                               "reliability policy such as peerlink::kcp<...>");
     return asio::async_initiate<CompletionToken, void(std::error_code, std::size_t)>(
         [this](auto handler, const MutableBufferSequence& buffers) {
             auto& s = *impl_;
@@ -547,7 +551,9 @@ auto peer_connection<Policies...>::async_read_some(const MutableBufferSequence& 
 template <class... Policies>
 template <class ConstBufferSequence, class CompletionToken>
 auto peer_connection<Policies...>::async_write_some(const ConstBufferSequence& buffers,
-                                                    CompletionToken&& token) requires is_reliable {
+                                                    CompletionToken&& token) {
+    static_assert(is_reliable, "peerlink::peer_connection: the reliable channel needs a "
+                               "reliability policy such as peerlink::kcp<...>");
     return asio::async_initiate<CompletionToken, void(std::error_code, std::size_t)>(
         [this](auto handler, const ConstBufferSequence& buffers) {
             auto& s = *impl_;
@@ -568,8 +574,10 @@ auto peer_connection<Policies...>::async_write_some(const ConstBufferSequence& b
 
 template <class... Policies>
 template <class CompletionToken>
-auto peer_connection<Policies...>::async_send_message(
-    asio::const_buffer message, CompletionToken&& token) requires has_messages {
+auto peer_connection<Policies...>::async_send_message(asio::const_buffer message,
+                                                      CompletionToken&& token) {
+    static_assert(has_messages, "peerlink::peer_connection: whole messages need KCP in "
+                                "message mode (kcp_settings::stream == false)");
     return asio::async_initiate<CompletionToken, void(std::error_code, std::size_t)>(
         [this](auto handler, asio::const_buffer message) {
             auto& s = *impl_;
@@ -590,8 +598,10 @@ auto peer_connection<Policies...>::async_send_message(
 
 template <class... Policies>
 template <class CompletionToken>
-auto peer_connection<Policies...>::async_receive_message(
-    asio::mutable_buffer buffer, CompletionToken&& token) requires has_messages {
+auto peer_connection<Policies...>::async_receive_message(asio::mutable_buffer buffer,
+                                                         CompletionToken&& token) {
+    static_assert(has_messages, "peerlink::peer_connection: whole messages need KCP in "
+                                "message mode (kcp_settings::stream == false)");
     return asio::async_initiate<CompletionToken, void(std::error_code, std::size_t)>(
         [this](auto handler, asio::mutable_buffer buffer) {
             auto& s = *impl_;
@@ -610,13 +620,17 @@ auto peer_connection<Policies...>::async_receive_message(
 }
 
 template <class... Policies>
-std::size_t peer_connection<Policies...>::max_message_size() const noexcept requires is_reliable {
+std::size_t peer_connection<Policies...>::max_message_size() const noexcept {
+    static_assert(is_reliable, "peerlink::peer_connection: the reliable channel needs a "
+                               "reliability policy such as peerlink::kcp<...>");
     return impl_->core.max_message_size();
 }
 
 template <class... Policies>
 template <class CompletionToken>
-auto peer_connection<Policies...>::async_close(CompletionToken&& token) requires is_reliable {
+auto peer_connection<Policies...>::async_close(CompletionToken&& token) {
+    static_assert(is_reliable, "peerlink::peer_connection: the reliable channel needs a "
+                               "reliability policy such as peerlink::kcp<...>");
     return asio::async_initiate<CompletionToken, void(std::error_code)>(
         [this](auto handler) {
             auto& s = *impl_;

@@ -152,40 +152,34 @@ public:
     /// of at most `max_message_size()` bytes). @returns the bytes taken; 0 with
     /// `std::errc::operation_would_block` when the send window is full, or with
     /// `error::not_connected` / the KCP error (dead link).
-    std::size_t stream_write(std::span<const std::byte> bytes, time_point now,
-                             std::error_code& ec) requires is_reliable;
+    std::size_t stream_write(std::span<const std::byte> bytes, time_point now, std::error_code& ec);
 
     /// Reads up to `out.size()` bytes of the stream (message mode: messages are read
     /// as a stream of bytes). @returns the bytes read; 0 with
     /// `std::errc::operation_would_block` when nothing is there yet, `asio`-style
     /// end of stream (`error::connection_closed`) once the peer closed and everything
     /// was read, or the KCP error.
-    std::size_t stream_read(std::span<std::byte> out, std::error_code& ec) requires is_reliable;
+    std::size_t stream_read(std::span<std::byte> out, std::error_code& ec);
 
     /// Sends one whole message (message mode only).
     /// @returns as `stream_write`, plus `kcp_error::too_many_fragments` if it is
     /// larger than `max_message_size()`.
-    std::error_code send_message(std::span<const std::byte> message,
-                                 time_point now) requires(is_reliable &&
-                                                          !Reliability::settings.stream);
+    std::error_code send_message(std::span<const std::byte> message, time_point now);
 
     /// Receives one whole message (message mode only); `error::buffer_too_small`
     /// leaves it queued. `peek_message_size()` tells the size needed.
-    std::size_t receive_message(std::span<std::byte> out,
-                                std::error_code& ec) requires(is_reliable &&
-                                                              !Reliability::settings.stream);
-    std::size_t peek_message_size() const noexcept
-        requires(is_reliable && !Reliability::settings.stream);
+    std::size_t receive_message(std::span<std::byte> out, std::error_code& ec);
+    std::size_t peek_message_size() const noexcept;
 
     /// The largest message, and the largest chunk `stream_write` takes at once.
-    std::size_t max_message_size() const noexcept requires is_reliable;
+    std::size_t max_message_size() const noexcept;
 
     /// Whether `stream_write` would take bytes now.
-    bool stream_writable() const noexcept requires is_reliable;
+    bool stream_writable() const noexcept;
     /// Whether `stream_read` would return bytes, or an end, now.
-    bool stream_readable() const noexcept requires is_reliable;
+    bool stream_readable() const noexcept;
     /// Whether the peer acknowledged everything written.
-    bool all_acknowledged() const noexcept requires is_reliable;
+    bool all_acknowledged() const noexcept;
 
     /// Closes in order after everything written has been acknowledged (or after
     /// `cfg.timers.connect_timeout` more, whichever is first). The state becomes
@@ -197,7 +191,7 @@ public:
     void refill(time_point now);
 
     /// KCP's counters (reliable policies only).
-    kcp_stats reliable_stats() const noexcept requires is_reliable { return kcp_->stats(); }
+    kcp_stats reliable_stats() const noexcept { return kcp_->stats(); }
     /// @}
 
     /// The next event for the application. Call after every `handle_*` and request.

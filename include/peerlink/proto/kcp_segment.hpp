@@ -15,15 +15,18 @@
 // +---------------+-------------------------------
 // @endcode
 //
-// | field | size | meaning |
-// |-------|------|---------|
-// | conv  | u32  | conversation id; both peers use the same one |
-// | cmd   | u8   | 81 PUSH (data), 82 ACK, 83 WASK (window probe), 84 WINS (window size) |
-// | frg   | u8   | message mode: fragments that follow this one (counts down to 0); stream mode: 0
-// | | wnd   | u16  | free slots in the sender's receive queue | | ts    | u32  | PUSH: the sender's
-// clock in ms; ACK: the ts of the PUSH it acknowledges | | sn    | u32  | PUSH: sequence number;
-// ACK: the sequence number acknowledged | | una   | u32  | every sequence number below this one was
-// received (cumulative ACK) | | len   | u32  | payload bytes that follow the header |
+// clang-format off
+// | field | size | meaning                                                                 |
+// |-------|------|-------------------------------------------------------------------------|
+// | conv  | u32  | conversation id; both peers use the same one                            |
+// | cmd   | u8   | 81 PUSH (data), 82 ACK, 83 WASK (window probe), 84 WINS (window size)   |
+// | frg   | u8   | message mode: fragments that follow this one (down to 0); stream: 0     |
+// | wnd   | u16  | free slots in the sender's receive queue                                |
+// | ts    | u32  | PUSH: the sender's clock in ms; ACK: the ts of the PUSH it acknowledges |
+// | sn    | u32  | PUSH: sequence number; ACK: the sequence number acknowledged            |
+// | una   | u32  | every sequence number below this one was received (cumulative ACK)     |
+// | len   | u32  | payload bytes that follow the header                                    |
+// clang-format on
 //
 // One datagram carries one or more segments back to back, up to the MTU.
 // Sequence numbers and timestamps wrap around: compare them with `kcp_diff`.

@@ -344,7 +344,8 @@ std::optional<time_point> connection_core<R, F, C, O, T>::poll_timeout() const n
     switch (kind()) {
     case state_kind::punching:
     case state_kind::reconnecting:
-        next = std::min(next_hello_, attempt_deadline_);
+        // Hellos need a path; without one only the attempt's deadline runs.
+        next = path_ ? std::min(next_hello_, attempt_deadline_) : attempt_deadline_;
         break;
     case state_kind::waiting:
         next = std::get<state::waiting>(state_).until;
@@ -594,8 +595,8 @@ void connection_core<R, F, C, O, T>::start_closing(time_point now) {
 template <reliability_policy R, fec_policy F, cipher_policy C, obfuscation_policy O,
           traversal_policy T>
 std::size_t connection_core<R, F, C, O, T>::stream_write(std::span<const std::byte> bytes,
-                                                         time_point now,
-                                                         std::error_code& ec) requires is_reliable {
+                                                         time_point now, std::error_code& ec) {
+    static_assert(is_reliable, "needs a reliable policy (kcp<...>)");
     ec.clear();
     if (!stream_open() || close_deadline_ != time_point::max()) {
         ec = make_error_code(error::not_connected);
@@ -620,7 +621,8 @@ std::size_t connection_core<R, F, C, O, T>::stream_write(std::span<const std::by
 template <reliability_policy R, fec_policy F, cipher_policy C, obfuscation_policy O,
           traversal_policy T>
 std::size_t connection_core<R, F, C, O, T>::stream_read(std::span<std::byte> out,
-                                                        std::error_code& ec) requires is_reliable {
+                                                        std::error_code& ec) {
+    static_assert(is_reliable, "needs a reliable policy (kcp<...>)");
     ec.clear();
     std::size_t n = 0;
     if constexpr (R::settings.stream) {
@@ -665,10 +667,9 @@ std::error_code connection_core<R, F, C, O, T>::end_of_stream() const noexcept {
 
 template <reliability_policy R, fec_policy F, cipher_policy C, obfuscation_policy O,
           traversal_policy T>
-std::error_code
-connection_core<R, F, C, O, T>::send_message(std::span<const std::byte> message,
-                                             time_point now) requires(is_reliable &&
-                                                                      !R::settings.stream) {
+std::error_code connection_core<R, F, C, O, T>::send_message(std::span<const std::byte> message,
+                                                             time_point now) {
+    static_assert(is_reliable && !R::settings.stream, "needs KCP in message mode");
     if (!stream_open() || close_deadline_ != time_point::max())
         return make_error_code(error::not_connected);
     if (auto e = kcp_->send(message))
@@ -682,8 +683,9 @@ connection_core<R, F, C, O, T>::send_message(std::span<const std::byte> message,
 
 template <reliability_policy R, fec_policy F, cipher_policy C, obfuscation_policy O,
           traversal_policy T>
-std::size_t connection_core<R, F, C, O, T>::receive_message(
-    std::span<std::byte> out, std::error_code& ec) requires(is_reliable && !R::settings.stream) {
+std::size_t connection_core<R, F, C, O, T>::receive_message(std::span<std::byte> out,
+                                                            std::error_code& ec) {
+    static_assert(is_reliable && !R::settings.stream, "needs KCP in message mode");
     if (staging_off_ != staging_len_) { // the rest of a message half read as a stream
         auto n = staging_len_ - staging_off_;
         if (n > out.size()) {
@@ -705,33 +707,37 @@ std::size_t connection_core<R, F, C, O, T>::receive_message(
 
 template <reliability_policy R, fec_policy F, cipher_policy C, obfuscation_policy O,
           traversal_policy T>
-std::size_t connection_core<R, F, C, O, T>::peek_message_size() const noexcept
-    requires(is_reliable && !R::settings.stream) {
+std::size_t connection_core<R, F, C, O, T>::peek_message_size() const noexcept {
+    static_assert(is_reliable && !R::settings.stream, "needs KCP in message mode");
     return staging_off_ != staging_len_ ? staging_len_ - staging_off_ : kcp_->peek_size();
 }
 
 template <reliability_policy R, fec_policy F, cipher_policy C, obfuscation_policy O,
           traversal_policy T>
-std::size_t connection_core<R, F, C, O, T>::max_message_size() const noexcept requires is_reliable {
+std::size_t connection_core<R, F, C, O, T>::max_message_size() const noexcept {
+    static_assert(is_reliable, "needs a reliable policy (kcp<...>)");
     return kcp_->max_message_size();
 }
 
 template <reliability_policy R, fec_policy F, cipher_policy C, obfuscation_policy O,
           traversal_policy T>
-bool connection_core<R, F, C, O, T>::stream_writable() const noexcept requires is_reliable {
+bool connection_core<R, F, C, O, T>::stream_writable() const noexcept {
+    static_assert(is_reliable, "needs a reliable policy (kcp<...>)");
     return !stream_open() || kcp_->send_capacity() > 0 || kcp_->is_dead();
 }
 
 template <reliability_policy R, fec_policy F, cipher_policy C, obfuscation_policy O,
           traversal_policy T>
-bool connection_core<R, F, C, O, T>::stream_readable() const noexcept requires is_reliable {
+bool connection_core<R, F, C, O, T>::stream_readable() const noexcept {
+    static_assert(is_reliable, "needs a reliable policy (kcp<...>)");
     return staging_off_ != staging_len_ || kcp_->readable() || kcp_->is_dead() ||
            is_terminal(kind());
 }
 
 template <reliability_policy R, fec_policy F, cipher_policy C, obfuscation_policy O,
           traversal_policy T>
-bool connection_core<R, F, C, O, T>::all_acknowledged() const noexcept requires is_reliable {
+bool connection_core<R, F, C, O, T>::all_acknowledged() const noexcept {
+    static_assert(is_reliable, "needs a reliable policy (kcp<...>)");
     return kcp_->waiting_segments() == 0;
 }
 
