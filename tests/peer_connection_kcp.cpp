@@ -11,6 +11,7 @@
 #include <asio/write.hpp>
 #include <openssl/evp.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
@@ -246,7 +247,7 @@ TEST_CASE("kcp channel: whole messages keep their boundaries, beside datagrams",
             if (ec)
                 return;
             auto& want = sent[static_cast<std::size_t>(received)];
-            intact += n == want.size() && std::memcmp(buf.data(), want.data(), n) == 0;
+            intact += n == want.size() && std::equal(want.begin(), want.end(), buf.begin());
             if (++received < count)
                 receive();
         });
