@@ -7,6 +7,9 @@ packages=(
     g++ clang cmake ninja-build pkg-config   # toolchain
     libasio-dev nlohmann-json3-dev libssl-dev # the library's dependencies
     catch2                                    # tests
+    golang-go golang-github-xtaci-kcp-dev     # kcp-go, the real KCP peer of the interop tests
+    golang-github-klauspost-reedsolomon-dev   # the Reed-Solomon reference (kcp-go's FEC)
+    libisal-dev                               # ISA-L, the yardstick of the FEC benchmark
     "$@"
 )
 

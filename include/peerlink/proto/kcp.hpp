@@ -110,6 +110,11 @@ struct kcp_settings {
     /// Send ACKs at the end of each `input()` instead of at the next flush: lower
     /// latency and RTT estimates without the interval, more ACK datagrams.
     bool ack_nodelay = false;
+    /// Flush at once when an ACK moves the send window while segments wait in the
+    /// queue, as kcp-go's `Input` does ("if window has slided, flush"), instead of at
+    /// the next point of the interval grid. Bulk transfers then stop waiting up to
+    /// `interval_ms` for each window's worth; only timing changes, not the wire format.
+    bool flush_on_ack = false;
     /// Segments `send` may queue beyond those in flight (the backpressure bound); 0:
     /// max(snd_wnd, fragments of the largest message). Message mode raises it to the
     /// fragments of the largest message, so that one always fits an empty queue.

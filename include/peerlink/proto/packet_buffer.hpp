@@ -55,11 +55,12 @@ public:
 
     /// Appends a copy of `bytes`. @returns false if the tailroom is too small.
     bool append(std::span<const std::byte> bytes) noexcept {
-        auto dst = append(bytes.size());
-        if (dst.size() != bytes.size())
+        const std::size_t n = bytes.size();
+        if (n > tailroom())
             return false;
-        if (!bytes.empty())
-            std::memcpy(dst.data(), bytes.data(), bytes.size());
+        if (n != 0)
+            std::memcpy(storage_.data() + tail_, bytes.data(), n);
+        tail_ += n;
         return true;
     }
 

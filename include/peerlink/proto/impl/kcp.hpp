@@ -409,7 +409,9 @@ inline std::error_code kcp_core::input(std::span<const std::byte> datagram,
         }
     }
 
-    if (settings_.ack_nodelay && !acks_.empty())
+    if (settings_.flush_on_ack && kcp_diff(snd_una_, prev_una) > 0 && nsnd_que_ > 0)
+        flush_all(); // kcp-go's rule; the flush writes the pending ACKs too
+    else if (settings_.ack_nodelay && !acks_.empty())
         flush_acks_only();
     return ec;
 }
