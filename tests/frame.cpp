@@ -26,6 +26,9 @@ TEST_CASE("frame: hello round trip with the documented byte layout", "[frame]") 
     h.connection_id = 0x0102030405060708ull;
     h.timestamp_us = 42;
     h.echo_us = 7;
+    h.features = fr::feature_bits::fec_capable | fr::feature_bits::fec_on;
+    h.fec_data = 8;
+    h.fec_parity = 2;
     h.is_ack = true;
     REQUIRE(!fr::encode(p, h));
     REQUIRE(p.size() == fr::header_size + fr::hello_body_size);
@@ -35,6 +38,9 @@ TEST_CASE("frame: hello round trip with the documented byte layout", "[frame]") 
     CHECK(d[2 + 32] == std::byte{0x01});
     CHECK(d[2 + 39] == std::byte{0x08}); // big-endian connection id
     CHECK(d[2 + 47] == std::byte{42});
+    CHECK(d[2 + 56] == std::byte{0x09}); // features
+    CHECK(d[2 + 57] == std::byte{8});
+    CHECK(d[2 + 58] == std::byte{2});
 
     std::error_code ec;
     auto f = fr::decode(p.data(), ec);
@@ -74,6 +80,19 @@ TEST_CASE("frame: ping, pong and close round trip", "[frame]") {
     REQUIRE(!fr::encode(p, fr::close{300}));
     CHECK(std::get<fr::close>(*fr::decode(p.data(), ec)).reason == 300);
 
+    for (bool ack : {false, true}) {
+        p.reset(0);
+        fr::features f{0xabcd, fr::feature_bits::cipher_off | fr::feature_bits::disguise_on, 4, 4,
+                       ack};
+        REQUIRE(!fr::encode(p, f));
+        REQUIRE(p.size() == 7);
+        CHECK(p.data()[1] == std::byte{static_cast<std::uint8_t>(ack ? 0x09 : 0x08)});
+        CHECK(p.data()[2] == std::byte{0xab}); // big-endian sequence
+        auto g = fr::decode(p.data(), ec);
+        REQUIRE(g);
+        CHECK(std::get<fr::features>(*g) == f);
+    }
+
     std::array<std::byte, 5> tiny{};
     peerlink::packet_buffer small(tiny, 0);
     CHECK(fr::encode(small, fr::ping{1}) == error::buffer_too_small);
@@ -95,6 +114,8 @@ TEST_CASE("frame: bad input gives a clear error, never a read past the end", "[f
         {bytes({1, 0x06, 0, 0, 0, 0, 0, 0, 0, 0, 0}), error::malformed_packet}, // long pong
         {bytes({1, 0x07, 0}), error::malformed_packet},                         // short close
         {bytes({1, 0x01, 0, 0}), error::malformed_packet},                      // short hello
+        {bytes({1, 0x08, 0, 0, 0, 0}), error::malformed_packet},                // short features
+        {bytes({1, 0x09, 0, 0, 0, 0, 0, 0}), error::malformed_packet},          // long ack
     };
     for (auto& c : cases) {
         std::error_code ec;

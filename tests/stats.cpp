@@ -32,6 +32,11 @@ stats sample() {
     s.path = "relayed";
     s.local_endpoint = "10.0.0.2:40000";
     s.remote_endpoint = "[2001:db8::7]:51234";
+    s.dropped_unauthenticated = 12;
+    s.fec_recovered = 13;
+    s.cipher = "noise-xx";
+    s.fec = "8:2";
+    s.disguise = "on";
     return s;
 }
 
@@ -45,12 +50,15 @@ TEST_CASE("stats defaults", "[stats]") {
     CHECK(s.path == "none");
     CHECK(s.state == "idle");
     CHECK(s.remote_endpoint.empty());
+    CHECK(s.cipher == "none");
+    CHECK(s.fec == "off");
+    CHECK(s.disguise == "off");
 }
 
 TEST_CASE("stats round-trip through JSON with every field set", "[stats]") {
     const stats s = sample();
     json j = s;
-    CHECK(j.size() == 19); // every field written, no more
+    CHECK(j.size() == 24); // every field written, no more
     CHECK(j["packets_sent"] == 1);
     CHECK(j["dropped_truncated"] == 10);
     CHECK(j["dropped_receive_queue_full"] == 11);
@@ -60,6 +68,11 @@ TEST_CASE("stats round-trip through JSON with every field set", "[stats]") {
     CHECK(j["last_rtt_us"] == 25000);
     CHECK(j["path"] == "relayed");
     CHECK(j["remote_endpoint"] == "[2001:db8::7]:51234");
+    CHECK(j["dropped_unauthenticated"] == 12);
+    CHECK(j["fec_recovered"] == 13);
+    CHECK(j["cipher"] == "noise-xx");
+    CHECK(j["fec"] == "8:2");
+    CHECK(j["disguise"] == "on");
 
     CHECK(j.get<stats>() == s);
     CHECK(json::parse(j.dump()).get<stats>() == s);

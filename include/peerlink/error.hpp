@@ -45,6 +45,10 @@ enum class error {
     unexpected_peer,       ///< A packet claims a peer id other than the one expected.
     operation_in_progress, ///< The same operation is already pending on this object.
     waiting_to_retry,      ///< The connection is backing off before its next attempt.
+    // Pipeline features.
+    feature_unavailable,   ///< A pipeline feature that this build or the peer's lacks.
+    feature_refused,       ///< The peer did not agree to a requested pipeline change.
+    authentication_failed, ///< The handshake failed: a wrong or spoofed peer key.
 };
 
 /// Conditions that group errors by what the caller can do about them.
@@ -110,6 +114,12 @@ public:
             return "the same operation is already pending";
         case error::waiting_to_retry:
             return "the connection is waiting before its next attempt";
+        case error::feature_unavailable:
+            return "pipeline feature not compiled in here or at the peer";
+        case error::feature_refused:
+            return "the peer did not agree to the requested pipeline change";
+        case error::authentication_failed:
+            return "authentication failed: the peer's key is not the one expected";
         }
         return "unknown peerlink error";
     }
@@ -175,11 +185,13 @@ detail::error_category_impl::default_error_condition(int ev) const noexcept {
     case error::invalid_config:
     case error::no_port_available:
     case error::address_family_not_enabled:
+    case error::feature_unavailable:
         return make_error_condition(condition::configuration_error);
     case error::peer_timeout:
     case error::handshake_timeout:
         return make_error_condition(condition::peer_unreachable);
     case error::unexpected_peer:
+    case error::authentication_failed:
         return make_error_condition(condition::authentication_failed);
     default:
         return {ev, *this};

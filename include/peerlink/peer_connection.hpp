@@ -268,6 +268,20 @@ public:
     /// Aborts every pending operation with `operation_aborted`; the connection stays.
     void cancel();
 
+    /// @name Pipeline features
+    /// FEC, the cipher and the disguise, when compiled in, can be switched on a live
+    /// connection; the peer agrees in-band (see connection_core::request_features).
+    /// @{
+    /// Asks the peer to switch to `wanted`. The answer changes `features()`; the log
+    /// says what was agreed. @returns `error::not_connected`,
+    /// `error::feature_unavailable`, `error::operation_in_progress`, `error::invalid_config`.
+    std::error_code set_features(const pipeline_features& wanted);
+    /// The pipeline agreed with the peer.
+    const pipeline_features& features() const noexcept;
+    /// Whether a `set_features` waits for the peer's answer.
+    bool features_pending() const noexcept;
+    /// @}
+
     /// The current state (a `std::variant`; `kind_of(state())` names it).
     const connection_state& state() const noexcept;
     /// Counters, RTT, state and path.

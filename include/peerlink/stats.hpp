@@ -48,6 +48,10 @@ struct stats {
     std::uint64_t send_would_block = 0;        ///< Times the socket's send buffer was full.
     std::uint64_t dropped_receive_queue_full =
         0; ///< Datagrams the application did not take in time.
+    /// Packets dropped because they were not sealed while the connection needs the
+    /// cipher, or did not authenticate (forged, replayed, wrong key).
+    std::uint64_t dropped_unauthenticated = 0;
+    std::uint64_t fec_recovered = 0; ///< Packets rebuilt from FEC parity.
     /// @}
 
     /// @name Round-trip time. Zero until the first sample.
@@ -65,6 +69,12 @@ struct stats {
     /// there is none.
     std::string local_endpoint;
     std::string remote_endpoint;
+    /// The packet pipeline in use: cipher "none" (not compiled in), "off" (both sides
+    /// agreed), "handshaking", "noise-ik" or "noise-xx"; FEC "off" or the ratio sent
+    /// with ("10:3"); disguise "off" or "dns".
+    std::string cipher = "none";
+    std::string fec = "off";
+    std::string disguise = "off";
 
     friend bool operator==(const stats&, const stats&) = default;
 };

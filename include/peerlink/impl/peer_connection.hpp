@@ -38,6 +38,7 @@ struct peer_connection<Policies...>::impl : std::enable_shared_from_this<impl> {
     static connection_settings settings_for(const identity& me, const config& cfg) {
         connection_settings s;
         s.local_id = me.id();
+        s.local_identity = me;
         s.cfg = cfg;
         if (RAND_bytes(reinterpret_cast<unsigned char*>(&s.connection_id),
                        sizeof s.connection_id) != 1)
@@ -82,7 +83,7 @@ struct peer_connection<Policies...>::impl : std::enable_shared_from_this<impl> {
     void pump() {
         flush();
         while (auto e = core.poll_event())
-            on_event(std::get<state_changed_event>(*e));
+            std::visit([this](const auto& ev) { on_event(ev); }, *e);
         deliver();
         if (send_op && core.send_capacity() > 0)
             finish_send();
@@ -229,6 +230,14 @@ struct peer_connection<Policies...>::impl : std::enable_shared_from_this<impl> {
             if (log.enabled(log_level::debug))
                 log.log(log_level::debug, "peer_connection", "send: " + ec.message());
         }
+    }
+
+    void on_event(const features_changed_event& e) {
+        if (log.enabled(log_level::info))
+            log.log(log_level::info, "peer_connection",
+                    "pipeline: fec " + core.stats().fec + ", cipher " + core.stats().cipher +
+                        ", disguise " + core.stats().disguise +
+                        (e.ec ? " (" + e.ec.message() + ")" : std::string()));
     }
 
     void on_event(const state_changed_event& e) {
@@ -661,6 +670,23 @@ void peer_connection<Policies...>::cancel() {
 template <class... Policies>
 const connection_state& peer_connection<Policies...>::state() const noexcept {
     return impl_->core.state();
+}
+
+template <class... Policies>
+std::error_code peer_connection<Policies...>::set_features(const pipeline_features& wanted) {
+    auto ec = impl_->core.request_features(wanted, impl_->transport.now());
+    impl_->pump();
+    return ec;
+}
+
+template <class... Policies>
+const pipeline_features& peer_connection<Policies...>::features() const noexcept {
+    return impl_->core.features();
+}
+
+template <class... Policies>
+bool peer_connection<Policies...>::features_pending() const noexcept {
+    return impl_->core.features_pending();
 }
 
 template <class... Policies>

@@ -24,6 +24,8 @@ void for_each_stats_counter(Stats& s, F&& f) {
     f("dropped_truncated", s.dropped_truncated);
     f("send_would_block", s.send_would_block);
     f("dropped_receive_queue_full", s.dropped_receive_queue_full);
+    f("dropped_unauthenticated", s.dropped_unauthenticated);
+    f("fec_recovered", s.fec_recovered);
 }
 
 template <class Stats, class F>
@@ -39,6 +41,9 @@ void for_each_stats_text(Stats& s, F&& f) {
     f("path", s.path);
     f("local_endpoint", s.local_endpoint);
     f("remote_endpoint", s.remote_endpoint);
+    f("cipher", s.cipher);
+    f("fec", s.fec);
+    f("disguise", s.disguise);
 }
 
 [[noreturn]] inline void stats_type_error(const nlohmann::json& j, std::string_view key,

@@ -213,6 +213,10 @@ public:
     std::error_code read_handshake(std::span<const std::byte> message,
                                    std::span<std::byte> payload_out, std::size_t& payload_size);
 
+    /// Whether `ec`, from `read_handshake`, says the message was one already processed
+    /// (the peer did not get this side's answer: send the last message again).
+    static bool is_stale(std::error_code ec) noexcept { return ec == noise_error::stale_message; }
+
     /// True once the handshake is complete and packets can be sealed and opened.
     bool handshake_done() const noexcept { return established_; }
 
@@ -225,6 +229,13 @@ public:
 
     /// The pattern of the current session.
     noise_pattern pattern() const noexcept { return pattern_; }
+
+    /// The pattern as stats show it: "noise-ik", "noise-xx" or "none".
+    std::string_view pattern_name() const noexcept {
+        return pattern_ == noise_pattern::ik   ? "noise-ik"
+               : pattern_ == noise_pattern::xx ? "noise-xx"
+                                               : "none";
+    }
 
     /// The cipher policy's switch: true once the handshake is complete.
     bool enabled() const noexcept { return established_; }

@@ -26,6 +26,7 @@
 #include <peerlink/error.hpp>
 #include <peerlink/identity.hpp>
 #include <peerlink/policy/kcp.hpp>
+#include <peerlink/proto/fec_ratio_controller.hpp>
 #include <peerlink/proto/frame.hpp>
 #include <peerlink/proto/kcp.hpp>
 #include <peerlink/proto/packet_buffer.hpp>
@@ -56,14 +57,68 @@ struct state_changed_event {
     state_kind to;
 };
 
+/// The packet pipeline of a connection, the same in both directions once agreed.
+struct pipeline_features {
+    bool fec = false;        ///< Senders add Reed-Solomon parity.
+    bool disguise = false;   ///< Packets travel disguised (e.g. as DNS).
+    bool cipher_off = false; ///< Packets travel unsealed (both sides allowed it).
+    fec_ratio ratio{};       ///< The FEC ratio senders use.
+    friend bool operator==(const pipeline_features&, const pipeline_features&) = default;
+};
+
+/// The pipeline changed (agreed at connect, or by a request of either side).
+/// `ec` is `error::feature_refused` when the peer agreed to less than was asked, or
+/// `error::handshake_timeout` when it never answered (nothing changed then).
+struct features_changed_event {
+    pipeline_features features;
+    std::error_code ec;
+};
+
 /// The events of a connection core.
-using core_event = std::variant<state_changed_event>;
+using core_event = std::variant<state_changed_event, features_changed_event>;
+
+namespace detail {
+
+/// A cipher policy that authenticates the peer with a handshake (Noise) before it seals.
+template <class C>
+concept handshaking_cipher = requires(C& c, const C& cc, const identity& me, packet_buffer& p,
+                                      std::span<const std::byte> in, std::span<std::byte> out,
+                                      std::size_t& n) {
+    { c.configure(me, std::optional<peer_id>{}, true, in) } -> std::same_as<std::error_code>;
+    { c.write_handshake(p, in) } -> std::same_as<std::error_code>;
+    { c.read_handshake(in, out, n) } -> std::same_as<std::error_code>;
+    { cc.handshake_done() } -> std::same_as<bool>;
+    { cc.wants_handshake_write() } -> std::same_as<bool>;
+    { C::is_stale(std::error_code{}) } -> std::same_as<bool>;
+    { cc.remote_static() } -> std::same_as<std::optional<peer_id>>;
+};
+
+/// A FEC policy the connection can switch on and off and give a ratio.
+template <class F>
+concept switchable_fec = requires(F& f, fec_ratio r) {
+    f.set_enabled(true);
+    { f.set_ratio(r) } -> std::same_as<std::error_code>;
+};
+
+/// An obfuscation policy the connection can switch, with a role (initiator or
+/// responder) and a test that tells its packets from plain ones.
+template <class O>
+concept switchable_obfuscation = requires(O& o, std::span<const std::byte> b) {
+    o.set_enabled(true);
+    o.configure(true);
+    { O::recognizes(b) } -> std::same_as<bool>;
+};
+
+} // namespace detail
 
 /// Sizes and identities a connection core is built with.
 struct connection_settings {
-    peer_id local_id;                  ///< Our peer id, sent in hellos.
-    std::uint64_t connection_id = 0;   ///< Random per connection (the driver draws it).
-    config cfg;                        ///< Timers and sizes (cfg.timers, cfg.transport).
+    peer_id local_id;                ///< Our peer id, sent in hellos.
+    std::uint64_t connection_id = 0; ///< Random per connection (the driver draws it).
+    config cfg;                      ///< Timers, sizes and features (cfg.features).
+    /// Our key pair: needed by a cipher policy with a handshake (Noise), whose
+    /// handshake proves that we own `local_id`.
+    std::optional<identity> local_identity;
     std::size_t transmit_slots = 1024; ///< Packets that can wait for the socket.
     std::size_t receive_slots = 512;   ///< Datagrams that can wait for the application.
 };
@@ -80,9 +135,17 @@ template <reliability_policy Reliability, fec_policy Fec, cipher_policy Cipher,
           obfuscation_policy Obfuscation, traversal_policy Traversal>
 class connection_core {
 public:
+    /// Whether the cipher runs a handshake (then packets carry an envelope byte).
+    static constexpr bool handshakes = detail::handshaking_cipher<Cipher>;
+    /// Whether FEC and disguise are compiled in and can be switched at run time.
+    static constexpr bool has_fec = detail::switchable_fec<Fec>;
+    static constexpr bool has_disguise = detail::switchable_obfuscation<Obfuscation>;
+    static constexpr std::size_t envelope_size = handshakes ? frame::envelope::size : 0;
+
     /// Bytes the pipeline may add in front of a frame and behind it.
-    static constexpr std::size_t pipeline_overhead =
-        frame::header_size + Fec::max_overhead + Cipher::max_overhead + Obfuscation::max_overhead;
+    static constexpr std::size_t pipeline_overhead = frame::header_size + Fec::max_overhead +
+                                                     Cipher::max_overhead + envelope_size +
+                                                     Obfuscation::max_overhead;
 
     /// Allocates the rings. @param now The time the connection starts.
     connection_core(const connection_settings& settings, time_point now);
@@ -194,6 +257,30 @@ public:
     kcp_stats reliable_stats() const noexcept { return kcp_->stats(); }
     /// @}
 
+    /// @name Pipeline features
+    /// FEC (and its ratio), the cipher and the disguise can be switched on a live
+    /// connection. The side that asks sends a `features` frame until the peer answers
+    /// with what it agreed to; the peer switches its own sending right after its
+    /// answer, the asker when the answer arrives. Every packet says what it went
+    /// through, so packets of both settings may cross on the way without a loss.
+    /// @{
+
+    /// Asks the peer to switch the pipeline to `wanted`.
+    /// @returns `error::not_connected`; `error::feature_unavailable` for FEC or
+    /// disguise not compiled in here or at the peer, or cipher off without a cipher
+    /// that could be on; `error::operation_in_progress` while an earlier request is
+    /// unanswered. The result comes as a `features_changed_event`.
+    std::error_code request_features(const pipeline_features& wanted, time_point now);
+
+    /// The pipeline agreed with the peer (the initial one from the configurations of
+    /// both sides: FEC or disguise if either wants it and both have it; cipher off only
+    /// if both allow it).
+    const pipeline_features& features() const noexcept { return agreed_; }
+
+    /// Whether a request is waiting for the peer's answer.
+    bool features_pending() const noexcept { return proposal_.has_value(); }
+    /// @}
+
     /// The next event for the application. Call after every `handle_*` and request.
     std::optional<core_event> poll_event() noexcept;
 
@@ -233,6 +320,8 @@ private:
     // Runs a framed packet through FEC, cipher and disguise, and commits it (and any parity).
     void commit(packet_buffer& p, const endpoint& to, time_point now);
     void commit_one(packet_buffer& p, const endpoint& to, time_point now);
+    // Puts a finished packet into the transmit ring.
+    void push_slot(packet_buffer& p, const endpoint& to, time_point now);
     // Puts KCP's datagrams into reliable frames.
     void drain_reliable(time_point now);
     // Checks the KCP core for a dead link and a finished close_after_flush.
@@ -244,6 +333,24 @@ private:
     static constexpr std::uint16_t close_reason_ack = 1;
     // Why nothing more can be read: would_block while the stream may still deliver.
     std::error_code end_of_stream() const noexcept;
+
+    // Handshake (handshaking ciphers): our messages go out in `envelope::handshake`
+    // packets; the last one is repeated until a sealed packet from the peer opens.
+    void send_handshake(const endpoint& to, time_point now);
+    void send_raw_handshake(const endpoint& to, time_point now);
+    void send_reject(const endpoint& to, time_point now);
+    void on_handshake(std::span<const std::byte> message, const endpoint& from, time_point now);
+    bool accept_plain(time_point now) const noexcept;
+    // Features.
+    std::uint8_t hello_flags() const noexcept;
+    void agree(const frame::hello& h, time_point now);
+    void apply_features(const pipeline_features& f, time_point now);
+    void on_features(const frame::features& f, const endpoint& from, time_point now);
+    void push_event(const core_event& e) noexcept;
+    void update_pipeline_stats() noexcept;
+    static constexpr unsigned max_proposal_tries = 20;
+    // Packets without the cipher are still taken this long after it was switched back on.
+    static constexpr duration plain_grace = std::chrono::seconds(2);
 
     connection_settings settings_;
     time_point origin_;
@@ -286,6 +393,24 @@ private:
     std::vector<std::byte> rx_storage_;
     std::vector<std::size_t> rx_sizes_;
     std::size_t rx_head_ = 0, rx_count_ = 0;
+
+    bool sealing_hello_ = false;
+    std::vector<std::byte> hs_last_;
+    bool hs_started_ = false;
+    bool hs_initiator_ = false;
+    bool hs_confirmed_ = false;
+    bool hs_rejected_ = false; // the responder said our handshake failed
+    std::optional<endpoint> hs_peer_;
+
+    pipeline_features agreed_{};
+    bool agreed_valid_ = false;
+    std::uint8_t peer_flags_ = 0; // what the peer's hello said it has and wants
+    std::optional<frame::features> proposal_;
+    std::uint16_t next_sequence_ = 1;
+    unsigned proposal_tries_ = 0;
+    time_point next_proposal_ = time_point::max();
+    std::optional<frame::features> last_answer_;
+    time_point plain_grace_until_{};
 
     // State changes come a few per call and are drained after each; a small ring.
     std::array<core_event, 16> events_{};

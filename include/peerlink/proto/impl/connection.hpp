@@ -24,6 +24,13 @@ connection_core<R, F, C, O, T>::connection_core(const connection_settings& setti
     rx_sizes_.resize(settings_.receive_slots);
     stats_.state = std::string(to_string(kind()));
     stats_.path = "none";
+    if constexpr (has_fec) {
+        agreed_.ratio = fec_.ratio();
+        fec_.set_enabled(false); // until both sides agreed
+    }
+    if constexpr (has_disguise) // our first packets already, so a peer that needs it can answer
+        obfuscation_.set_enabled(settings_.cfg.features.disguise);
+    update_pipeline_stats();
     if constexpr (is_reliable) {
         kcp_settings ks = R::settings;
         // One KCP datagram fills one reliable frame; conv is unused (frames demultiplex).
@@ -70,9 +77,14 @@ void connection_core<R, F, C, O, T>::apply(const connection_event& e, time_point
         next_hello_ = time_point::max();
         attempt_deadline_ = time_point::max();
     }
+    push_event(state_changed_event{before, after});
+}
+
+template <reliability_policy R, fec_policy F, cipher_policy C, obfuscation_policy O,
+          traversal_policy T>
+void connection_core<R, F, C, O, T>::push_event(const core_event& e) noexcept {
     if (events_count_ < events_.size()) {
-        events_[(events_head_ + events_count_) % events_.size()] =
-            state_changed_event{before, after};
+        events_[(events_head_ + events_count_) % events_.size()] = e;
         ++events_count_;
     }
 }
@@ -85,6 +97,8 @@ std::error_code connection_core<R, F, C, O, T>::connect(const traversal_request&
     if (kind() != state_kind::idle || listening_)
         return make_error_code(error::already_connecting);
     expected_ = expected;
+    if constexpr (has_disguise)
+        obfuscation_.configure(true); // the initiator asks (DNS: queries)
     apply(event::connect_requested{false}, now);
     if (auto ec = traversal_.start(request, now)) {
         apply(event::fatal_error{ec}, now);
@@ -103,6 +117,8 @@ std::error_code connection_core<R, F, C, O, T>::accept(std::optional<peer_id> ex
         return make_error_code(error::already_connecting);
     expected_ = expected;
     listening_ = true;
+    if constexpr (has_disguise)
+        obfuscation_.configure(false); // the responder answers (DNS: responses)
     return {};
 }
 
@@ -148,7 +164,47 @@ void connection_core<R, F, C, O, T>::handle_datagram(std::span<std::byte> bytes,
     auto drop_malformed = [&] {
         ++stats_.dropped_malformed;
     };
-    if (obfuscation_.unwrap(p) || cipher_.open(p, now) || fec_.decode(p, now))
+    if constexpr (has_disguise) {
+        // The peer may disguise before or after we do: take both forms.
+        if (O::recognizes(p.data())) {
+            bool was = obfuscation_.enabled();
+            obfuscation_.set_enabled(true);
+            auto ec = obfuscation_.unwrap(p);
+            obfuscation_.set_enabled(was);
+            if (ec)
+                return drop_malformed();
+        }
+    } else if (obfuscation_.unwrap(p)) {
+        return drop_malformed();
+    }
+    if constexpr (handshakes) {
+        if (p.empty())
+            return drop_malformed();
+        auto kind_byte = p.data()[0];
+        if (kind_byte == frame::envelope::rejected) {
+            if (hs_initiator_ && !hs_confirmed_ && path_ && from == *path_)
+                hs_rejected_ = true;
+            return;
+        }
+        if (kind_byte == frame::envelope::handshake) {
+            p.consume_front(frame::envelope::size);
+            return on_handshake(p.data(), from, now);
+        }
+        if (kind_byte == frame::envelope::sealed) {
+            p.consume_front(frame::envelope::size);
+            if (!cipher_.handshake_done() || cipher_.open(p, now))
+                return ++stats_.dropped_unauthenticated, void();
+            if (!hs_confirmed_) { // the peer has our keys: no handshake message to repeat
+                hs_confirmed_ = true;
+                hs_last_ = {};
+            }
+        } else if (!accept_plain(now)) {
+            return ++stats_.dropped_unauthenticated, void();
+        }
+    } else if (cipher_.open(p, now)) {
+        return ++stats_.dropped_unauthenticated, void();
+    }
+    if (fec_.decode(p, now))
         return drop_malformed();
     auto deliver = [&](packet_buffer& packet) {
         if (packet.empty())
@@ -160,8 +216,10 @@ void connection_core<R, F, C, O, T>::handle_datagram(std::span<std::byte> bytes,
         on_frame(*f, from, now);
     };
     deliver(p);
-    while (fec_.poll_recovered(p))
+    while (fec_.poll_recovered(p)) {
+        ++stats_.fec_recovered;
         deliver(p);
+    }
 }
 
 template <reliability_policy R, fec_policy F, cipher_policy C, obfuscation_policy O,
@@ -209,6 +267,9 @@ void connection_core<R, F, C, O, T>::on_frame(const frame::any_frame& f, const e
                 send_control(frame::close{close_reason_ack}, from, now);
                 peer_closed_ = true;
                 apply(event::peer_closed{}, now);
+            } else if constexpr (std::is_same_v<V, frame::features>) {
+                if (kind() == state_kind::connected || kind() == state_kind::relayed)
+                    on_features(v, from, now);
             } else if constexpr (std::is_same_v<V, frame::reliable>) {
                 if constexpr (is_reliable) {
                     if (kcp_->input(v.payload, now)) {
@@ -234,6 +295,13 @@ void connection_core<R, F, C, O, T>::on_hello(const frame::hello& h, const endpo
         ++stats_.dropped_unexpected_peer;
         return;
     }
+    if constexpr (handshakes) {
+        // The hello came sealed: the id it claims must be the one the handshake proved.
+        if (cipher_.remote_static() != id) {
+            ++stats_.dropped_unexpected_peer;
+            return;
+        }
+    }
     auto k = kind();
     bool looking = k == state_kind::punching || k == state_kind::reconnecting ||
                    k == state_kind::waiting || (k == state_kind::idle && listening_);
@@ -249,6 +317,8 @@ void connection_core<R, F, C, O, T>::on_hello(const frame::hello& h, const endpo
     last_rx_ = now;
     remote_ = id;
     remote_connection_id_ = h.connection_id;
+    if (!agreed_valid_)
+        agree(h, now);
     if (k == state_kind::idle) {
         listening_ = false;
         apply(event::connect_requested{false}, now);
@@ -290,6 +360,18 @@ void connection_core<R, F, C, O, T>::handle_timeout(time_point now) {
         close_deadline_ = time_point::max();
         start_closing(now);
     }
+    if (now >= next_proposal_) {
+        if (proposal_ && proposal_tries_ < max_proposal_tries && path_ &&
+            (kind() == state_kind::connected || kind() == state_kind::relayed)) {
+            send_control(*proposal_, *path_, now);
+            ++proposal_tries_;
+            next_proposal_ = now + settings_.cfg.timers.hello_interval;
+        } else { // never answered: nothing changed
+            proposal_.reset();
+            next_proposal_ = time_point::max();
+            push_event(features_changed_event{agreed_, make_error_code(error::handshake_timeout)});
+        }
+    }
     if (now >= next_close_) {
         if (close_tries_ < max_close_tries && path_ && !is_terminal(kind())) {
             send_control(frame::close{0}, *path_, now);
@@ -305,7 +387,9 @@ void connection_core<R, F, C, O, T>::handle_timeout(time_point now) {
     case state_kind::punching:
     case state_kind::reconnecting:
         if (now >= attempt_deadline_) {
-            apply(event::attempt_failed{make_error_code(error::handshake_timeout)}, now);
+            apply(event::attempt_failed{make_error_code(hs_rejected_ ? error::authentication_failed
+                                                                     : error::handshake_timeout)},
+                  now);
             if (kind() == state_kind::reconnecting) // the next try of the round
                 start_attempt(now);
             break;
@@ -361,7 +445,7 @@ std::optional<time_point> connection_core<R, F, C, O, T>::poll_timeout() const n
         if (auto k = kcp_->poll_timeout(); k && stream_open())
             next = std::min(*next, *k);
     }
-    return std::min({*next, close_deadline_, next_close_});
+    return std::min({*next, close_deadline_, next_close_, next_proposal_});
 }
 
 template <reliability_policy R, fec_policy F, cipher_policy C, obfuscation_policy O,
@@ -394,14 +478,27 @@ template <reliability_policy R, fec_policy F, cipher_policy C, obfuscation_polic
           traversal_policy T>
 void connection_core<R, F, C, O, T>::send_hello(bool ack, std::uint64_t echo_us, const endpoint& to,
                                                 time_point now) {
+    if constexpr (handshakes) {
+        if (!cipher_.handshake_done())
+            return send_handshake(to, now);
+        if (!hs_confirmed_ && !hs_last_.empty()) // our last message may have been lost
+            send_raw_handshake(to, now);
+    }
     frame::hello h;
+    h.features = hello_flags();
+    if constexpr (has_fec) {
+        h.fec_data = fec_.ratio().data_shards;
+        h.fec_parity = fec_.ratio().parity_shards;
+    }
     auto id = settings_.local_id.bytes();
     std::copy(id.begin(), id.end(), h.peer_id.begin());
     h.connection_id = settings_.connection_id;
     h.timestamp_us = micros(now);
     h.echo_us = echo_us;
     h.is_ack = ack;
+    sealing_hello_ = true; // hellos stay sealed even with the cipher agreed off
     send_control(h, to, now);
+    sealing_hello_ = false;
 }
 
 template <reliability_policy R, fec_policy F, cipher_policy C, obfuscation_policy O,
@@ -449,10 +546,33 @@ template <reliability_policy R, fec_policy F, cipher_policy C, obfuscation_polic
           traversal_policy T>
 void connection_core<R, F, C, O, T>::commit_one(packet_buffer& p, const endpoint& to,
                                                 time_point now) {
-    if (cipher_.seal(p, now) || obfuscation_.wrap(p)) {
+    if constexpr (handshakes) {
+        if (!cipher_.handshake_done()) { // nothing but handshake messages before the keys
+            ++stats_.dropped_send_errors;
+            return;
+        }
+        if (!agreed_.cipher_off || sealing_hello_) {
+            if (cipher_.seal(p, now)) {
+                ++stats_.dropped_send_errors;
+                return;
+            }
+            p.prepend(frame::envelope::size)[0] = frame::envelope::sealed;
+        }
+    } else if (cipher_.seal(p, now)) {
         ++stats_.dropped_send_errors;
         return;
     }
+    if (obfuscation_.wrap(p)) {
+        ++stats_.dropped_send_errors;
+        return;
+    }
+    push_slot(p, to, now);
+}
+
+template <reliability_policy R, fec_policy F, cipher_policy C, obfuscation_policy O,
+          traversal_policy T>
+void connection_core<R, F, C, O, T>::push_slot(packet_buffer& p, const endpoint& to,
+                                               time_point now) {
     auto i = (tx_head_ + tx_count_) % tx_slots_.size();
     auto base = tx_storage_.data() + i * slot_size_;
     tx_slots_[i] = slot{static_cast<std::size_t>(p.data().data() - base), p.size(), to};
@@ -742,5 +862,7 @@ bool connection_core<R, F, C, O, T>::all_acknowledged() const noexcept {
 }
 
 } // namespace peerlink
+
+#include <peerlink/proto/impl/connection_pipeline.hpp>
 
 #endif // PEERLINK_PROTO_IMPL_CONNECTION_HPP

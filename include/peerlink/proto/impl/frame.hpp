@@ -59,6 +59,9 @@ inline std::optional<any_frame> decode(std::span<const std::byte> bytes,
         h.connection_id = load_be<std::uint64_t>(body.data() + 32);
         h.timestamp_us = load_be<std::uint64_t>(body.data() + 40);
         h.echo_us = load_be<std::uint64_t>(body.data() + 48);
+        h.features = std::to_integer<std::uint8_t>(body[56]);
+        h.fec_data = std::to_integer<std::uint8_t>(body[57]);
+        h.fec_parity = std::to_integer<std::uint8_t>(body[58]);
         h.is_ack = static_cast<frame_type>(bytes[1]) == frame_type::hello_ack;
         return h;
     }
@@ -78,6 +81,18 @@ inline std::optional<any_frame> decode(std::span<const std::byte> bytes,
         if (!fixed(2))
             return std::nullopt;
         return close{load_be<std::uint16_t>(body.data())};
+    case frame_type::features:
+    case frame_type::features_ack: {
+        if (!fixed(5))
+            return std::nullopt;
+        features f;
+        f.sequence = load_be<std::uint16_t>(body.data());
+        f.flags = std::to_integer<std::uint8_t>(body[2]);
+        f.fec_data = std::to_integer<std::uint8_t>(body[3]);
+        f.fec_parity = std::to_integer<std::uint8_t>(body[4]);
+        f.is_ack = static_cast<frame_type>(bytes[1]) == frame_type::features_ack;
+        return f;
+    }
     }
     ec = make_error_code(error::unknown_frame_type);
     return std::nullopt;
@@ -101,6 +116,9 @@ inline std::error_code encode(packet_buffer& p, const hello& f) noexcept {
     peerlink::detail::store_be(body.data() + 32, f.connection_id);
     peerlink::detail::store_be(body.data() + 40, f.timestamp_us);
     peerlink::detail::store_be(body.data() + 48, f.echo_us);
+    body[56] = std::byte{f.features};
+    body[57] = std::byte{f.fec_data};
+    body[58] = std::byte{f.fec_parity};
     return {};
 }
 
@@ -117,6 +135,18 @@ inline std::error_code encode(packet_buffer& p, const close& f) noexcept {
     if (body.empty())
         return make_error_code(error::buffer_too_small);
     peerlink::detail::store_be(body.data(), f.reason);
+    return {};
+}
+
+inline std::error_code encode(packet_buffer& p, const features& f) noexcept {
+    auto body =
+        detail::append_header(p, f.is_ack ? frame_type::features_ack : frame_type::features, 5);
+    if (body.empty())
+        return make_error_code(error::buffer_too_small);
+    peerlink::detail::store_be(body.data(), f.sequence);
+    body[2] = std::byte{f.flags};
+    body[3] = std::byte{f.fec_data};
+    body[4] = std::byte{f.fec_parity};
     return {};
 }
 
