@@ -10,6 +10,10 @@ packages=(
     golang-go golang-github-xtaci-kcp-dev     # kcp-go, the real KCP peer of the interop tests
     golang-github-klauspost-reedsolomon-dev   # the Reed-Solomon reference (kcp-go's FEC)
     libisal-dev                               # ISA-L, the yardstick of the FEC benchmark
+    coturn                                    # STUN/TURN server and clients the NAT tests face
+    tshark                                    # checks that DNS-disguised packets are valid DNS
+    nodejs node-ws                            # a real WebSocket peer for the signaling server
+    iproute2 nftables                         # network namespaces and NATs of the NAT lab
     "$@"
 )
 
