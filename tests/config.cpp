@@ -24,7 +24,7 @@ config non_default_config() {
     c.timers.idle_timeout = 3000ms;
     c.timers.backoff_initial = 1000ms;
     c.timers.backoff_max = 60000ms;
-    c.features = {true, false, true};
+    c.features = {true, false, false, true}; // fec, not adaptive, no cipher, disguise
     c.signaling.url = "wss://signal.example/peerlink";
     c.stun.servers = {"stun:198.18.0.1:3478", "stun:[2001:db8::1]:3478"};
     c.turn.servers = {{"turn:198.18.0.1:3478", "alice", "s3cret"},
@@ -49,6 +49,7 @@ TEST_CASE("config defaults are the documented values and valid", "[config]") {
     CHECK(c.timers.backoff_initial == 30s);
     CHECK(c.timers.backoff_max == 1h);
     CHECK_FALSE(c.features.fec);
+    CHECK(c.features.fec_adaptive);
     CHECK(c.features.cipher);
     CHECK_FALSE(c.features.disguise);
     CHECK(c.signaling.url.empty());

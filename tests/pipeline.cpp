@@ -242,7 +242,8 @@ TEST_CASE("pipeline: FEC, its ratio and the cipher switched on a live 100 MiB st
     link.bandwidth_bps = 200'000'000;
     link.queue_limit_bytes = 4 << 20;
     pair<> p(link, 77);
-    p.cfg.features.cipher = false; // both allow the cipher off: it starts off
+    p.cfg.features.cipher = false;       // both allow the cipher off: it starts off
+    p.cfg.features.fec_adaptive = false; // the ratios here are the test's
     p.start(p.id_b.id(), std::nullopt);
     REQUIRE(!p.ec_a);
     CHECK(p.a->features().cipher_off);
@@ -295,6 +296,7 @@ TEST_CASE("pipeline: requests the peer cannot take are refused up front or answe
     peerlink::sim_link link;
     link.delay = 2ms;
     pair<> p(link);
+    p.cfg.features.fec_adaptive = false;
     p.start(p.id_b.id(), std::nullopt); // both require the cipher (the default)
     REQUIRE(!p.ec_a);
     CHECK(!p.a->features().cipher_off);
@@ -324,6 +326,7 @@ TEST_CASE("pipeline: the DNS disguise agreed at connect and switched off and on 
     link.loss = 0.05;
     link.reorder = 0.02;
     pair<disguised_conn> p(link, 5);
+    p.cfg.features.fec_adaptive = false;
     p.cfg.features.disguise = true; // both want it; the first packets are already disguised
     p.start(std::nullopt, std::nullopt);
     REQUIRE(!p.ec_a);
@@ -367,4 +370,30 @@ TEST_CASE("pipeline: the DNS disguise agreed at connect and switched off and on 
     CHECK(wrapped_when_off > 0);
     CHECK(ca.wrapped > wrapped_when_off); // on again after the off step
     CHECK(p.b->stats().dropped_malformed < 10);
+}
+
+TEST_CASE("pipeline: adaptive FEC follows the measured loss and tells the peer",
+          "[pipeline][negotiation][fec][sim]") {
+    peerlink::sim_link link;
+    link.delay = 10ms;
+    link.bandwidth_bps = 100'000'000;
+    link.queue_limit_bytes = 4 << 20;
+    auto loss = GENERATE(0.003, 0.15, 0.30);
+    link.loss = loss;
+    pair<> p(link, 300 + static_cast<std::uint64_t>(loss * 1000));
+    p.cfg.features.fec = true; // adaptive by default
+    p.start(p.id_b.id(), std::nullopt);
+    REQUIRE(!p.ec_a);
+    CHECK(p.a->features().fec);
+    CHECK(p.a->stats().fec == "10:3"); // the configured ratio until loss is measured
+    auto r = transfer(p, 16u << 20, 30min);
+    CHECK(r.eof);
+    CHECK(r.received_hash == r.sent_hash);
+    // The default table: <1% 10:1, 10-20% 4:4, >20% 3:5.
+    peerlink::fec_ratio expected = loss < 0.01  ? peerlink::fec_ratio{10, 1}
+                                   : loss < 0.2 ? peerlink::fec_ratio{4, 4}
+                                                : peerlink::fec_ratio{3, 5};
+    INFO("loss " << loss << ": ratio " << p.a->stats().fec << " / " << p.b->stats().fec);
+    CHECK(p.a->features().ratio == expected);
+    CHECK(p.b->features().ratio == expected);
 }

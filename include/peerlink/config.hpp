@@ -13,7 +13,7 @@
 //   "timers": { "connect_timeout_ms": 10000, "hello_interval_ms": 250,
 //               "keepalive_interval_ms": 15000, "idle_timeout_ms": 45000,
 //               "backoff_initial_ms": 30000, "backoff_max_ms": 3600000 },
-//   "features": { "fec": false, "cipher": true, "disguise": false },
+//   "features": { "fec": false, "fec_adaptive": true, "cipher": true, "disguise": false },
 //   "signaling": { "url": "" },
 //   "stun": { "servers": [] },
 //   "turn": { "servers": [ { "url": "turn:198.18.0.1:3478", "username": "alice",
@@ -88,7 +88,10 @@ struct timer_config {
 /// Run-time switches of compiled-in policies. JSON section "features". A switch whose
 /// policy is not compiled in is ignored; the peer learns the choice in-band.
 struct feature_config {
-    bool fec = false;      ///< Forward error correction.
+    bool fec = false; ///< Forward error correction.
+    /// While FEC is on, the receiver measures the loss of the peer's packets and asks
+    /// for the ratio of `fec_ratio_controller`'s table (<1% 10:1 ... >20% 3:5).
+    bool fec_adaptive = true;
     bool cipher = true;    ///< Encryption and peer authentication.
     bool disguise = false; ///< Wire obfuscation (e.g. DNS disguise).
 

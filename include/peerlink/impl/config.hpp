@@ -256,7 +256,8 @@ inline std::optional<config> config_from_json(const nlohmann::json& j, std::erro
                  r.read(v, key, "backoff_max_ms", m.backoff_max);
         } else if (key == "features") {
             auto& f = cfg.features;
-            ok = r.section(v, key, {"fec", "cipher", "disguise"}) && r.read(v, key, "fec", f.fec) &&
+            ok = r.section(v, key, {"fec", "fec_adaptive", "cipher", "disguise"}) &&
+                 r.read(v, key, "fec", f.fec) && r.read(v, key, "fec_adaptive", f.fec_adaptive) &&
                  r.read(v, key, "cipher", f.cipher) && r.read(v, key, "disguise", f.disguise);
         } else if (key == "signaling") {
             ok = r.section(v, key, {"url"}) && r.read(v, key, "url", cfg.signaling.url);
@@ -298,6 +299,7 @@ inline void to_json(nlohmann::json& j, const config& cfg) {
           {"backoff_max_ms", m.backoff_max.count()}}},
         {"features",
          {{"fec", cfg.features.fec},
+          {"fec_adaptive", cfg.features.fec_adaptive},
           {"cipher", cfg.features.cipher},
           {"disguise", cfg.features.disguise}}},
         {"signaling", {{"url", cfg.signaling.url}}},

@@ -83,7 +83,7 @@ struct peer_connection<Policies...>::impl : std::enable_shared_from_this<impl> {
     void pump() {
         flush();
         while (auto e = core.poll_event())
-            std::visit([this](const auto& ev) { on_event(ev); }, *e);
+            std::visit([this](const auto& ev) { this->on_event(ev); }, *e);
         deliver();
         if (send_op && core.send_capacity() > 0)
             finish_send();

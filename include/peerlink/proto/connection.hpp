@@ -410,6 +410,12 @@ private:
     unsigned proposal_tries_ = 0;
     time_point next_proposal_ = time_point::max();
     std::optional<frame::features> last_answer_;
+    // Adaptive FEC: loss of the peer's FEC packets, sampled every second.
+    fec_ratio_controller ratio_control_;
+    time_point next_loss_sample_ = time_point::max();
+    std::uint64_t loss_expected_ = 0, loss_lost_ = 0;
+    static constexpr duration loss_sample_interval = std::chrono::seconds(1);
+    void sample_loss(time_point now);
     time_point plain_grace_until_{};
 
     // State changes come a few per call and are drained after each; a small ring.

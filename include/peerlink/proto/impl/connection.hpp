@@ -372,6 +372,8 @@ void connection_core<R, F, C, O, T>::handle_timeout(time_point now) {
             push_event(features_changed_event{agreed_, make_error_code(error::handshake_timeout)});
         }
     }
+    if (now >= next_loss_sample_)
+        sample_loss(now);
     if (now >= next_close_) {
         if (close_tries_ < max_close_tries && path_ && !is_terminal(kind())) {
             send_control(frame::close{0}, *path_, now);
@@ -445,7 +447,7 @@ std::optional<time_point> connection_core<R, F, C, O, T>::poll_timeout() const n
         if (auto k = kcp_->poll_timeout(); k && stream_open())
             next = std::min(*next, *k);
     }
-    return std::min({*next, close_deadline_, next_close_, next_proposal_});
+    return std::min({*next, close_deadline_, next_close_, next_proposal_, next_loss_sample_});
 }
 
 template <reliability_policy R, fec_policy F, cipher_policy C, obfuscation_policy O,

@@ -229,6 +229,14 @@ void connection_core<R, F, C, O, T>::apply_features(const pipeline_features& f, 
         if (fec_.set_ratio(f.ratio))
             agreed_.ratio = fec_.ratio();
         fec_.set_enabled(f.fec);
+        bool adapt = f.fec && settings_.cfg.features.fec_adaptive;
+        if (adapt && next_loss_sample_ == time_point::max()) {
+            next_loss_sample_ = now + loss_sample_interval;
+            loss_expected_ = fec_.stats().shards_expected;
+            loss_lost_ = fec_.stats().shards_lost;
+        } else if (!adapt) {
+            next_loss_sample_ = time_point::max();
+        }
     }
     if constexpr (has_disguise)
         obfuscation_.set_enabled(f.disguise);
@@ -311,6 +319,33 @@ std::error_code connection_core<R, F, C, O, T>::request_features(const pipeline_
     proposal_tries_ = 1;
     next_proposal_ = now + settings_.cfg.timers.hello_interval;
     return {};
+}
+
+template <reliability_policy R, fec_policy F, cipher_policy C, obfuscation_policy O,
+          traversal_policy T>
+void connection_core<R, F, C, O, T>::sample_loss(time_point now) {
+    next_loss_sample_ = now + loss_sample_interval;
+    if constexpr (has_fec) {
+        if (kind() != state_kind::connected && kind() != state_kind::relayed)
+            return;
+        // The shards of the peer's closed groups that never arrived: the loss its
+        // parity faces. Both directions share the ratio, so this side's view decides
+        // when it is the one receiving.
+        const auto& st = fec_.stats();
+        auto expected = st.shards_expected - loss_expected_;
+        auto lost = st.shards_lost - loss_lost_;
+        loss_expected_ = st.shards_expected;
+        loss_lost_ = st.shards_lost;
+        if (expected < 50)
+            return; // too few packets to say anything
+        ratio_control_.on_counts(lost, expected);
+        auto want = ratio_control_.ratio();
+        if (want != agreed_.ratio && !proposal_) {
+            auto f = agreed_;
+            f.ratio = want;
+            request_features(f, now);
+        }
+    }
 }
 
 template <reliability_policy R, fec_policy F, cipher_policy C, obfuscation_policy O,
