@@ -213,16 +213,29 @@ struct transfer_result {
     peerlink::duration elapsed{};
     peerlink::kcp_stats sender;
     std::uint64_t input_errors = 0;
-    bool capacity_unchanged = false;
+    bool capacity_bounded = false;
+    std::uint64_t allocations = 0; // both cores
+};
+
+bool within(const peerlink::kcp_capacity& c, const peerlink::kcp_capacity& max) {
+    return c.send_slots <= max.send_slots && c.receive_slots <= max.receive_slots &&
+           c.ack_slots <= max.ack_slots && c.transmit_slots <= max.transmit_slots &&
+           c.bytes <= max.bytes;
+}
+
+// Buffers grow 4x at a time: a core allocates at most this many times in its life
+// with windows up to 512 segments (4 buffers, two allocations per step, 5 steps).
+constexpr std::uint64_t max_allocations = 40;
+
+struct phase_result {
+    bool complete = false;
+    bool intact = false;
+    std::size_t bytes = 0;
 };
 
 // Stream mode: `total` bytes from a to b, written as fast as send_capacity allows,
 // in writes of varying size, read in reads of varying size.
-transfer_result stream_transfer(kcp_settings s, link_params p, std::size_t total,
-                                std::uint64_t seed) {
-    kcp_pair pr(with(s, 7, true), with(s, 7, true), p, seed);
-    const auto cap_a = pr.a.capacity();
-    const auto cap_b = pr.b.capacity();
+phase_result stream_phase(kcp_pair& pr, std::size_t total, std::uint64_t seed) {
     std::vector<std::byte> data(total);
     fill(data, seed);
     std::vector<std::byte> got;
@@ -247,16 +260,29 @@ transfer_result stream_transfer(kcp_settings s, link_params p, std::size_t total
             got.insert(got.end(), rbuf.begin(), rbuf.begin() + std::ptrdiff_t(n));
         }
     };
-    transfer_result r;
+    phase_result r;
     r.complete = pr.run(
         app, [&] { return got.size() >= total; }, 2h, 5'000'000);
     r.bytes = got.size();
     r.intact = got.size() == total && fnv1a(got) == fnv1a(data) &&
                std::equal(got.begin(), got.end(), data.begin());
+    return r;
+}
+
+transfer_result stream_transfer(kcp_settings s, link_params p, std::size_t total,
+                                std::uint64_t seed) {
+    kcp_pair pr(with(s, 7, true), with(s, 7, true), p, seed);
+    transfer_result r;
+    const auto ph = stream_phase(pr, total, seed);
+    r.complete = ph.complete;
+    r.intact = ph.intact;
+    r.bytes = ph.bytes;
     r.elapsed = pr.now - t0;
     r.sender = pr.a.stats();
     r.input_errors = pr.input_errors;
-    r.capacity_unchanged = pr.a.capacity() == cap_a && pr.b.capacity() == cap_b;
+    r.capacity_bounded = within(pr.a.capacity(), pr.a.max_capacity()) &&
+                         within(pr.b.capacity(), pr.b.max_capacity());
+    r.allocations = pr.a.stats().buffer_allocations + pr.b.stats().buffer_allocations;
     return r;
 }
 
@@ -474,7 +500,8 @@ TEST_CASE("kcp: 4 MiB stream arrives intact through loss, reordering and duplica
         CHECK(r.complete);
         CHECK(r.intact);
         CHECK(r.input_errors == 0);
-        CHECK(r.capacity_unchanged);
+        CHECK(r.capacity_bounded);
+        CHECK(r.allocations <= 2 * max_allocations);
         if (loss > 0)
             CHECK(r.sender.lost_segments > 0);
     }
@@ -941,17 +968,141 @@ TEST_CASE("kcp: an idle core asks for no timer", "[kcp]") {
     CHECK(pr.steps < 20);
 }
 
-TEST_CASE("kcp: steady-state traffic allocates nothing beyond construction", "[kcp]") {
-    // All buffers are sized when the core is built; a long lossy transfer must not
-    // change them (a vector growing past its reserve would show here).
-    kcp_settings s = peerlink::kcp_fast;
-    auto r = stream_transfer(s, {20ms, 10ms, 0.05, 0.05}, 2 << 20, 77);
-    CHECK(r.intact);
-    CHECK(r.capacity_unchanged);
+TEST_CASE("kcp: buffers grow with traffic up to the windows, then allocate no more", "[kcp]") {
+    kcp_settings s = with(peerlink::kcp_fast, 7, true);
     kcp_core k(s, t0);
-    auto c = k.capacity();
-    CHECK(c.send_slots == 256); // snd_wnd 128 + queue 128
-    CHECK(c.receive_slots == 256);
-    CHECK(c.ack_slots == 256);
-    CHECK(c.transmit_slots >= s.snd_wnd);
+    CHECK(k.capacity() == peerlink::kcp_capacity{}); // a new core holds nothing
+    CHECK(k.stats().buffer_allocations == 0);
+    auto m = k.max_capacity();
+    CHECK(m.send_slots == 256); // snd_wnd 128 + queue 128
+    CHECK(m.receive_slots == 256);
+    CHECK(m.ack_slots == 256);
+    CHECK(m.transmit_slots >= s.snd_wnd);
+    CHECK(m.bytes > 256 * 2 * k.mss());
+
+    // A long lossy, reordering, duplicating transfer grows the buffers; a second one
+    // of the same kind on the same pair finds them big enough: no allocation at all.
+    kcp_pair pr(s, s, {20ms, 10ms, 0.05, 0.05}, 77);
+    auto first = stream_phase(pr, 2 << 20, 77);
+    REQUIRE(first.intact);
+    const auto alloc_a = pr.a.stats().buffer_allocations;
+    const auto alloc_b = pr.b.stats().buffer_allocations;
+    CHECK(alloc_a > 0);
+    CHECK(alloc_a <= max_allocations);
+    CHECK(alloc_b <= max_allocations);
+    CHECK(within(pr.a.capacity(), pr.a.max_capacity()));
+    CHECK(within(pr.b.capacity(), pr.b.max_capacity()));
+    CHECK(pr.a.capacity().send_slots > 16); // grew past the first steps
+    auto second = stream_phase(pr, 2 << 20, 78);
+    CHECK(second.intact);
+    CHECK(pr.a.stats().buffer_allocations == alloc_a);
+    CHECK(pr.b.stats().buffer_allocations == alloc_b);
+    CHECK(pr.a.stats().allocation_failures == 0);
+}
+
+TEST_CASE("kcp: shrink_to_fit frees the empty buffers and keeps those in use", "[kcp]") {
+    kcp_settings s = peerlink::kcp_turbo;
+    s.conv = 13;
+    kcp_pair pr(s, s, {10ms, 0ms, 0, 0}, 5);
+    std::array<std::byte, 100> msg{};
+    fill(msg, 6);
+    REQUIRE(!pr.a.send(msg));
+    CHECK(pr.a.capacity().send_slots == 4); // the first step, for one segment
+    CHECK(pr.a.capacity().receive_slots == 0);
+    CHECK(pr.b.capacity().bytes == 0); // nothing reached b yet
+
+    // b receives and does not read; a's segment is acknowledged.
+    REQUIRE(
+        pr.run([] {}, [&] { return pr.b.readable() && pr.a.waiting_segments() == 0; }, 1s, 1000));
+    const auto b_before = pr.b.capacity();
+    CHECK(b_before.receive_slots > 0);
+    CHECK(pr.b.shrink_to_fit() > 0); // ACK list and transmit queue: empty, freed
+    CHECK(pr.b.capacity().receive_slots == b_before.receive_slots); // unread data stays
+    CHECK(pr.b.capacity().ack_slots == 0);
+    CHECK(pr.b.capacity().transmit_slots == 0);
+    CHECK(pr.a.shrink_to_fit() > 0);
+    CHECK(pr.a.capacity() == peerlink::kcp_capacity{});
+    CHECK(pr.a.shrink_to_fit() == 0); // nothing left to free
+
+    std::array<std::byte, 100> out{};
+    std::error_code ec;
+    REQUIRE(pr.b.receive(out, ec) == msg.size());
+    CHECK(out == msg);
+    CHECK(pr.b.shrink_to_fit() > 0);
+    CHECK(pr.b.capacity() == peerlink::kcp_capacity{});
+
+    // A segment in flight keeps the send ring; the transfer completes after it.
+    pr.ab.blocked = true;
+    fill(msg, 7);
+    REQUIRE(!pr.a.send(msg));
+    pr.run([] {}, [] { return false; }, 100ms, 1000);
+    CHECK(pr.a.stats().in_flight == 1);
+    pr.a.shrink_to_fit();
+    CHECK(pr.a.capacity().send_slots == 4);
+    pr.ab.blocked = false;
+    bool got = false;
+    REQUIRE(pr.run(
+        [&] {
+            if (pr.b.readable())
+                got = pr.b.receive(out, ec) == msg.size() && out == msg;
+        },
+        [&] { return got && pr.a.waiting_segments() == 0; }, 5s, 10000));
+    CHECK(got);
+    CHECK(pr.a.stats().allocation_failures == 0);
+    CHECK(pr.b.stats().allocation_failures == 0);
+}
+
+TEST_CASE("kcp: the receive ring grows while segments wait out of order", "[kcp]") {
+    kcp_settings s;
+    s.conv = 14;
+    s.mtu = 100; // mss 76
+    s.rcv_wnd = 128;
+    kcp_core b(s, t0);
+    auto payload = [](std::uint32_t sn) {
+        std::vector<std::byte> p(1 + sn % 76);
+        fill(p, 1000 + sn);
+        return p;
+    };
+    // Arrival order: far ahead first, then backwards, then the rest shuffled, each
+    // growth of the ring happening with segments out of order in it.
+    std::vector<std::uint32_t> order = {50, 3, 120, 0, 127};
+    for (std::uint32_t sn = 0; sn < 128; ++sn)
+        if (std::find(order.begin(), order.end(), sn) == order.end())
+            order.push_back(sn);
+    rng r{99};
+    for (std::size_t i = order.size() - 1; i > 5; --i) // Fisher-Yates over order[5..]
+        std::swap(order[i], order[5 + r.below(i - 4)]);
+    std::vector<std::size_t> ring_sizes;
+    for (std::uint32_t sn : order) {
+        REQUIRE(!b.input(encode(push_header(14, sn, sn), payload(sn)), t0));
+        if (ring_sizes.empty() || ring_sizes.back() != b.capacity().receive_slots)
+            ring_sizes.push_back(b.capacity().receive_slots);
+        if (sn == 0 || sn == 3) // a duplicate changes nothing
+            REQUIRE(!b.input(encode(push_header(14, sn, sn), payload(sn)), t0));
+    }
+    CHECK(ring_sizes.front() >= 51); // sn 50 first: the ring spans it at once
+    CHECK(ring_sizes.back() <= b.max_capacity().receive_slots);
+    CHECK(ring_sizes.size() <= 3);
+    CHECK(b.stats().segments_received == 128);
+    CHECK(b.stats().duplicate_segments == 2);
+    std::array<std::byte, 100> out{};
+    std::error_code ec;
+    for (std::uint32_t sn = 0; sn < 128; ++sn) {
+        INFO("sn " << sn);
+        const auto want = payload(sn);
+        REQUIRE(b.receive(out, ec) == want.size());
+        CHECK(std::equal(want.begin(), want.end(), out.begin()));
+    }
+    CHECK(!b.readable());
+    b.shrink_to_fit();
+    CHECK(b.capacity().ack_slots > 0); // ACKs owed: the list stays until they leave
+    std::vector<std::vector<std::byte>> keep;
+    b.flush(t0);
+    const auto segs = drain_segments(b, keep);
+    CHECK(std::count_if(segs.begin(), segs.end(), [](const auto& g) {
+              return g.header.cmd == kcp_command::ack;
+          }) == 130);                                   // 128 and the two duplicates
+    CHECK(segs.back().header.cmd == kcp_command::wins); // the full window reopened
+    CHECK(b.shrink_to_fit() > 0);
+    CHECK(b.capacity() == peerlink::kcp_capacity{});
 }

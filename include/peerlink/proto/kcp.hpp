@@ -15,10 +15,12 @@
 //
 // What peerlink does differently, none of it visible on the wire:
 //
-// - Storage: ring buffers indexed by sequence number, allocated once when the
-//   core is built (see `kcp_core::capacity()`); no allocation per segment, no
-//   linked list. An ACK costs O(1) and flush work is proportional to the
-//   segments in flight.
+// - Storage: ring buffers indexed by sequence number, no linked list. An ACK
+//   costs O(1) and flush work is proportional to the segments in flight. The
+//   rings grow with use, never per segment: a ring is allocated when it is first
+//   needed and grows 4x at a time up to the size the windows need (a few
+//   allocations over a conversation's life), and `shrink_to_fit()` frees the
+//   empty ones. A new or idle core holds no buffer at all (see `capacity()`).
 // - Timer: flushes run on ikcp_update's grid (every `interval_ms`), at the grid
 //   time an application calling ikcp_update every millisecond would see them,
 //   but `poll_timeout()` asks only for the flushes that have something to do:
@@ -62,7 +64,6 @@
 #include <optional>
 #include <span>
 #include <system_error>
-#include <vector>
 
 namespace peerlink {
 
@@ -153,28 +154,30 @@ std::error_code kcp_validate(const kcp_settings& s) noexcept;
 
 /// Counters and estimates of one core, for logs and `stats()` of the connection.
 struct kcp_stats {
-    std::uint64_t segments_sent = 0;      ///< PUSH segments sent for the first time.
-    std::uint64_t retransmits = 0;        ///< PUSH segments sent again (timeout or fast).
-    std::uint64_t fast_retransmits = 0;   ///< Of which fast retransmits.
-    std::uint64_t lost_segments = 0;      ///< Retransmits after a timeout (ikcp's `xmit`).
-    std::uint64_t segments_received = 0;  ///< New PUSH segments accepted.
-    std::uint64_t duplicate_segments = 0; ///< PUSH segments received again, or outside the window.
-    std::uint64_t acks_sent = 0;          ///< ACK segments written.
-    std::uint64_t datagrams_sent = 0;     ///< Datagrams queued for `poll_transmit`.
-    std::uint64_t datagrams_dropped = 0;  ///< Queued datagrams overwritten: not drained in time.
-    std::uint64_t window_probes = 0;      ///< WASK segments sent.
-    std::uint32_t srtt_ms = 0;            ///< Smoothed RTT.
-    std::uint32_t rttvar_ms = 0;          ///< RTT variation.
-    std::uint32_t rto_ms = 0;             ///< Current retransmission timeout.
-    std::uint32_t cwnd = 0;               ///< Congestion window, segments.
-    std::uint32_t ssthresh = 0;           ///< Slow-start threshold, segments.
-    std::uint32_t remote_window = 0;      ///< The peer's last advertised free window.
-    std::uint32_t in_flight = 0;          ///< Segments sent and not acknowledged.
-    std::uint32_t queued = 0;             ///< Segments waiting for the window.
+    std::uint64_t segments_sent = 0;       ///< PUSH segments sent for the first time.
+    std::uint64_t retransmits = 0;         ///< PUSH segments sent again (timeout or fast).
+    std::uint64_t fast_retransmits = 0;    ///< Of which fast retransmits.
+    std::uint64_t lost_segments = 0;       ///< Retransmits after a timeout (ikcp's `xmit`).
+    std::uint64_t segments_received = 0;   ///< New PUSH segments accepted.
+    std::uint64_t duplicate_segments = 0;  ///< PUSH segments received again, or outside the window.
+    std::uint64_t acks_sent = 0;           ///< ACK segments written.
+    std::uint64_t datagrams_sent = 0;      ///< Datagrams queued for `poll_transmit`.
+    std::uint64_t datagrams_dropped = 0;   ///< Queued datagrams overwritten: not drained in time.
+    std::uint64_t window_probes = 0;       ///< WASK segments sent.
+    std::uint64_t buffer_allocations = 0;  ///< Buffers allocated (rings growing); not per segment.
+    std::uint64_t allocation_failures = 0; ///< Growths refused by the allocator (see `send`).
+    std::uint32_t srtt_ms = 0;             ///< Smoothed RTT.
+    std::uint32_t rttvar_ms = 0;           ///< RTT variation.
+    std::uint32_t rto_ms = 0;              ///< Current retransmission timeout.
+    std::uint32_t cwnd = 0;                ///< Congestion window, segments.
+    std::uint32_t ssthresh = 0;            ///< Slow-start threshold, segments.
+    std::uint32_t remote_window = 0;       ///< The peer's last advertised free window.
+    std::uint32_t in_flight = 0;           ///< Segments sent and not acknowledged.
+    std::uint32_t queued = 0;              ///< Segments waiting for the window.
 };
 
-/// What a core preallocated. It is fixed when the core is built and does not grow:
-/// a test compares it before and after traffic.
+/// The buffers of a core, in entries and in bytes: what it holds now
+/// (`kcp_core::capacity()`) or the most it can grow to (`kcp_core::max_capacity()`).
 struct kcp_capacity {
     std::size_t send_slots = 0;     ///< Segments in flight plus queued, each of `mss` bytes.
     std::size_t receive_slots = 0;  ///< Out-of-order plus unread segments, each of `mss` bytes.
@@ -201,16 +204,23 @@ struct kcp_capacity {
 /// if (auto t = kcp.poll_timeout()) timer.expires_at(*t); else timer.cancel();
 /// @endcode
 ///
-/// Not thread-safe; never throws after construction (which may throw
-/// `std::bad_alloc`); never reads a clock: time comes in as `now`, and
-/// timestamps on the wire are milliseconds since the `now` given to the
+/// Not thread-safe; never throws; never reads a clock: time comes in as `now`,
+/// and timestamps on the wire are milliseconds since the `now` given to the
 /// constructor, as u32 that wrap after 49.7 days.
+///
+/// Memory: the core allocates nothing when it is built. Its buffers (send ring,
+/// receive ring, ACK list, transmit queue) are allocated when traffic first needs
+/// them and grow 4x at a time up to `max_capacity()`; steady traffic allocates
+/// nothing more. Call `shrink_to_fit()` when the conversation has gone quiet to
+/// give the empty ones back. Allocation uses `new (std::nothrow)`: if it fails,
+/// `send` returns `std::errc::not_enough_memory`, an arriving segment is dropped
+/// unacknowledged (the peer resends it), and `stats().allocation_failures` counts.
 class kcp_core {
 public:
-    /// Builds a core and allocates all its buffers.
+    /// Builds a core. Allocates nothing (see the class comment).
     /// @param s its settings; out-of-range fields are clamped (see `kcp_validate`).
     /// @param now the current time; the core's millisecond clock starts here.
-    kcp_core(const kcp_settings& s, time_point now);
+    kcp_core(const kcp_settings& s, time_point now) noexcept;
 
     kcp_core(kcp_core&&) noexcept = default;
     kcp_core& operator=(kcp_core&&) noexcept = default;
@@ -241,6 +251,8 @@ public:
     /// - `kcp_error::too_many_fragments`: the message is larger than
     ///   `max_message_size()`; it never fits.
     /// - `kcp_error::dead_link`: the link is dead (`is_dead()`).
+    /// - `std::errc::not_enough_memory`: the send ring had to grow and the allocator
+    ///   refused; nothing was queued.
     std::error_code send(std::span<const std::byte> data) noexcept;
 
     /// Bytes `send` accepts now. Stream mode: any write up to this size. Message mode:
@@ -355,8 +367,23 @@ public:
     /// Counters and estimates.
     kcp_stats stats() const noexcept;
 
-    /// The fixed capacity allocated at construction.
+    /// The buffers allocated now: nothing for a new core, then what traffic needed.
     kcp_capacity capacity() const noexcept;
+
+    /// The most the buffers grow to, from the settings: send ring
+    /// `2^ceil(log2(snd_wnd + send queue))` and receive ring `2^ceil(log2(2 * rcv_wnd))`
+    /// segments of `mss` bytes, `max(64, 2 * rcv_wnd)` ACKs, and a transmit queue of
+    /// `snd_wnd` datagrams of `mtu` bytes plus room for the ACKs and probes of a flush.
+    kcp_capacity max_capacity() const noexcept;
+
+    /// Frees the buffers that hold nothing now: the send ring once everything sent
+    /// was acknowledged (`waiting_segments() == 0`), the receive ring once everything
+    /// received was read and no segment waits out of order, the ACK list and the
+    /// transmit queue once drained. Buffers in use stay as they are. The next traffic
+    /// allocates again, so call it when the conversation has gone quiet (a keepalive
+    /// period without traffic, say), not after every message.
+    /// @returns the bytes freed.
+    std::size_t shrink_to_fit() noexcept;
 
     /// @}
 
@@ -388,6 +415,11 @@ private:
     std::byte* snd_data(std::uint32_t sn) noexcept {
         return snd_data_.get() + std::size_t(sn & snd_mask_) * mss_;
     }
+    // Grow a buffer so that it holds `need` entries; false if the allocator refused.
+    bool reserve_send(std::size_t need) noexcept;
+    bool reserve_receive(std::size_t need) noexcept;
+    bool reserve_acks() noexcept;
+    bool reserve_transmit() noexcept;
     recv_slot& rcv_slot(std::uint32_t sn) noexcept { return rcv_slots_[sn & rcv_mask_]; }
     const recv_slot& rcv_slot(std::uint32_t sn) const noexcept {
         return rcv_slots_[sn & rcv_mask_];
@@ -427,9 +459,12 @@ private:
 
     // Send ring: slot of sequence number sn at sn & snd_mask_. In flight:
     // [snd_una_, snd_nxt_); queued, numbered by the sn they will get:
-    // [snd_nxt_, snd_nxt_ + nsnd_que_).
-    std::vector<send_slot> snd_slots_;
+    // [snd_nxt_, snd_nxt_ + nsnd_que_). snd_size_ slots (0 or a power of two),
+    // at most snd_max_.
+    std::unique_ptr<send_slot[]> snd_slots_;
     std::unique_ptr<std::byte[]> snd_data_;
+    std::uint32_t snd_size_ = 0;
+    std::uint32_t snd_max_ = 0;
     std::uint32_t snd_mask_ = 0;
     std::uint32_t snd_una_ = 0;
     std::uint32_t snd_nxt_ = 0;
@@ -437,24 +472,32 @@ private:
     std::uint32_t nsnd_que_ = 0;
 
     // Receive ring: readable queue [rcv_nxt_ - nrcv_que_, rcv_nxt_), out of order
-    // segments in [rcv_nxt_, rcv_nxt_ + rcv_wnd).
-    std::vector<recv_slot> rcv_slots_;
+    // segments in [rcv_nxt_, rcv_nxt_ + rcv_wnd). rcv_present_ segments are stored
+    // (queue and out of order alike).
+    std::unique_ptr<recv_slot[]> rcv_slots_;
     std::unique_ptr<std::byte[]> rcv_data_;
+    std::uint32_t rcv_size_ = 0;
+    std::uint32_t rcv_max_ = 0;
     std::uint32_t rcv_mask_ = 0;
+    std::uint32_t rcv_present_ = 0;
     std::uint32_t rcv_nxt_ = 0;
     std::uint32_t nrcv_que_ = 0;
     std::uint32_t rcv_head_off_ = 0;  // bytes of the head segment already read (stream)
     std::size_t rcv_queue_bytes_ = 0; // bytes in the readable queue, rcv_head_off_ included
 
-    std::vector<ack_entry> acks_;
+    std::unique_ptr<ack_entry[]> acks_;
+    std::uint32_t nacks_ = 0;
+    std::uint32_t ack_size_ = 0;
+    std::uint32_t ack_max_ = 0;
 
     // Transmit ring of datagrams, mtu bytes each.
     std::unique_ptr<std::byte[]> tx_data_;
-    std::vector<std::uint32_t> tx_len_;
-    std::size_t tx_slots_ = 0;
-    std::size_t tx_head_ = 0;
-    std::size_t tx_count_ = 0;
-    std::size_t tx_open_ = 0; // bytes in the datagram being written after the queued ones
+    std::unique_ptr<std::uint32_t[]> tx_len_;
+    std::uint32_t tx_slots_ = 0;
+    std::uint32_t tx_max_ = 0;
+    std::uint32_t tx_head_ = 0;
+    std::uint32_t tx_count_ = 0;
+    std::uint32_t tx_open_ = 0; // bytes in the datagram being written after the queued ones
 
     std::uint32_t rmt_wnd_ = 0;
     std::uint32_t cwnd_ = 0;

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstring>
 #include <limits>
+#include <new>
 
 namespace peerlink {
 
@@ -34,6 +35,23 @@ inline std::size_t kcp_ceil_pow2(std::size_t n) noexcept {
     while (p < n)
         p <<= 1;
     return p;
+}
+
+// Buffers start small and grow 4x at a time: a ring of 4 segments holds a small
+// message and its neighbours; the full window is reached after a few steps.
+inline constexpr std::size_t kcp_first_slots = 4;
+inline constexpr std::size_t kcp_first_acks = 16;
+inline constexpr std::size_t kcp_growth = 4;
+
+inline std::size_t kcp_grow(std::size_t size, std::size_t need, std::size_t first,
+                            std::size_t max) noexcept {
+    return std::min(kcp_ceil_pow2(std::max({need, size * kcp_growth, first})), max);
+}
+
+// Uninitialised for bytes (pages no segment touched cost nothing); null on failure.
+template <class T>
+std::unique_ptr<T[]> kcp_allocate(std::size_t n) noexcept {
+    return std::unique_ptr<T[]>(new (std::nothrow) T[n]);
 }
 
 template <class T>
@@ -65,7 +83,7 @@ inline std::error_code kcp_validate(const kcp_settings& s) noexcept {
     return ok ? std::error_code{} : make_error_code(error::invalid_config);
 }
 
-inline kcp_core::kcp_core(const kcp_settings& s, time_point now)
+inline kcp_core::kcp_core(const kcp_settings& s, time_point now) noexcept
     : settings_(detail::kcp_normalize(s)), origin_(now) {
     const auto& c = settings_;
     mss_ = c.mtu - static_cast<std::uint32_t>(kcp_header_size);
@@ -74,29 +92,19 @@ inline kcp_core::kcp_core(const kcp_settings& s, time_point now)
     if (!c.stream) // a message of max_fragments_ must fit once the queue is empty
         queue_limit_ = std::max(queue_limit_, max_fragments_);
 
-    // In flight never exceeds snd_wnd (window() <= snd_wnd), queued never exceeds
-    // queue_limit_, so sn & mask never collides in the send ring. The receive ring
-    // holds the unread queue (<= rcv_wnd) and the window above it (rcv_wnd).
-    const std::size_t snd_slots = detail::kcp_ceil_pow2(std::size_t(c.snd_wnd) + queue_limit_);
-    const std::size_t rcv_slots = detail::kcp_ceil_pow2(2 * std::size_t(c.rcv_wnd));
-    snd_mask_ = static_cast<std::uint32_t>(snd_slots - 1);
-    rcv_mask_ = static_cast<std::uint32_t>(rcv_slots - 1);
-    snd_slots_.resize(snd_slots);
-    rcv_slots_.resize(rcv_slots);
-    // Left uninitialised: large buffers come from mmap, and pages no segment has
-    // touched yet cost no memory.
-    snd_data_ = std::make_unique_for_overwrite<std::byte[]>(snd_slots * mss_);
-    rcv_data_ = std::make_unique_for_overwrite<std::byte[]>(rcv_slots * mss_);
-
+    // The most each buffer grows to; nothing is allocated yet. In flight never
+    // exceeds snd_wnd (window() <= snd_wnd), queued never exceeds queue_limit_, so
+    // sn & mask never collides in the send ring. The receive ring holds the unread
+    // queue (<= rcv_wnd) and the window above it (rcv_wnd).
+    snd_max_ =
+        static_cast<std::uint32_t>(detail::kcp_ceil_pow2(std::size_t(c.snd_wnd) + queue_limit_));
+    rcv_max_ = static_cast<std::uint32_t>(detail::kcp_ceil_pow2(2 * std::size_t(c.rcv_wnd)));
     // A flush writes every pending ACK and at most snd_wnd segments (each fits a
     // datagram) plus two probes; the ACK list holds a window's worth twice over and
     // is flushed early when it is full.
-    acks_.reserve(std::max<std::size_t>(64, 2 * std::size_t(c.rcv_wnd)));
-    const std::size_t ack_slots = acks_.capacity();
-    const std::size_t acks_per_datagram = c.mtu / kcp_header_size;
-    tx_slots_ = c.snd_wnd + (ack_slots + acks_per_datagram - 1) / acks_per_datagram + 4;
-    tx_len_.resize(tx_slots_);
-    tx_data_ = std::make_unique_for_overwrite<std::byte[]>(tx_slots_ * c.mtu);
+    ack_max_ = std::max<std::uint32_t>(64, 2 * c.rcv_wnd);
+    const std::uint32_t acks_per_datagram = c.mtu / kcp_header_size;
+    tx_max_ = c.snd_wnd + (ack_max_ + acks_per_datagram - 1) / acks_per_datagram + 4;
 
     rmt_wnd_ = detail::kcp_initial_remote_window;
     // ikcp.c starts at cwnd 0 and sets 1 at the end of its first flush, which only
@@ -148,6 +156,12 @@ inline std::error_code kcp_core::send(std::span<const std::byte> data) noexcept 
         ++nsnd_que_;
     };
 
+    // The ring must hold everything from the oldest unacknowledged segment to the
+    // last new one.
+    auto reserve = [&](std::size_t count) {
+        return reserve_send(std::size_t(snd_nxt_ - snd_una_) + nsnd_que_ + count);
+    };
+
     if (settings_.stream) {
         if (data.empty())
             return {};
@@ -158,6 +172,8 @@ inline std::error_code kcp_core::send(std::span<const std::byte> data) noexcept 
         const std::size_t count = (data.size() - extend + mss - 1) / mss;
         if (count > free_queue_slots())
             return kcp_error::send_window_full;
+        if (!reserve(count))
+            return std::make_error_code(std::errc::not_enough_memory);
         if (extend > 0) {
             const std::uint32_t last = snd_nxt_ + nsnd_que_ - 1;
             auto& s = snd_slot(last);
@@ -178,6 +194,8 @@ inline std::error_code kcp_core::send(std::span<const std::byte> data) noexcept 
         return kcp_error::too_many_fragments;
     if (count > free_queue_slots())
         return kcp_error::send_window_full;
+    if (!reserve(count))
+        return std::make_error_code(std::errc::not_enough_memory);
     for (std::size_t i = 0; i < count; ++i) {
         const std::size_t n = std::min(mss, data.size());
         queue_segment(data.first(n), static_cast<std::uint8_t>(count - i - 1));
@@ -197,6 +215,136 @@ inline std::size_t kcp_core::send_capacity() const noexcept {
         return free * mss_ + tail;
     }
     return std::min<std::size_t>(free, max_fragments_) * mss_;
+}
+
+// --- buffers ---------------------------------------------------------------------
+
+inline bool kcp_core::reserve_send(std::size_t need) noexcept {
+    if (need <= snd_size_)
+        return true;
+    const std::size_t n = detail::kcp_grow(snd_size_, need, detail::kcp_first_slots, snd_max_);
+    auto slots = detail::kcp_allocate<send_slot>(n);
+    auto data = detail::kcp_allocate<std::byte>(n * mss_);
+    if (n < need || !slots || !data) {
+        ++stats_.allocation_failures;
+        return false;
+    }
+    // Live slots move to their place under the new mask; acknowledged ones in flight
+    // move too, their flag is what shrink_buf reads.
+    const auto mask = static_cast<std::uint32_t>(n - 1);
+    for (std::uint32_t sn = snd_una_, end = snd_nxt_ + nsnd_que_; sn != end; ++sn) {
+        const send_slot& s = snd_slot(sn);
+        slots[sn & mask] = s;
+        if (s.len > 0)
+            std::memcpy(data.get() + std::size_t(sn & mask) * mss_, snd_data(sn), s.len);
+    }
+    snd_slots_ = std::move(slots);
+    snd_data_ = std::move(data);
+    snd_size_ = static_cast<std::uint32_t>(n);
+    snd_mask_ = mask;
+    stats_.buffer_allocations += 2;
+    return true;
+}
+
+inline bool kcp_core::reserve_receive(std::size_t need) noexcept {
+    if (need <= rcv_size_)
+        return true;
+    const std::size_t n = detail::kcp_grow(rcv_size_, need, detail::kcp_first_slots, rcv_max_);
+    auto slots = detail::kcp_allocate<recv_slot>(n);
+    auto data = detail::kcp_allocate<std::byte>(n * mss_);
+    if (n < need || !slots || !data) {
+        ++stats_.allocation_failures;
+        return false;
+    }
+    const auto mask = static_cast<std::uint32_t>(n - 1);
+    std::uint32_t moved = 0;
+    for (std::uint32_t i = 0; i < rcv_size_ && moved < rcv_present_; ++i) {
+        const recv_slot& s = rcv_slots_[i];
+        if (!s.present)
+            continue;
+        slots[s.sn & mask] = s;
+        if (s.len > 0)
+            std::memcpy(data.get() + std::size_t(s.sn & mask) * mss_,
+                        rcv_data_.get() + std::size_t(i) * mss_, s.len);
+        ++moved;
+    }
+    rcv_slots_ = std::move(slots);
+    rcv_data_ = std::move(data);
+    rcv_size_ = static_cast<std::uint32_t>(n);
+    rcv_mask_ = mask;
+    stats_.buffer_allocations += 2;
+    return true;
+}
+
+inline bool kcp_core::reserve_acks() noexcept {
+    if (ack_size_ >= ack_max_)
+        return false;
+    const std::size_t n =
+        detail::kcp_grow(ack_size_, ack_size_ + 1, detail::kcp_first_acks, ack_max_);
+    auto acks = detail::kcp_allocate<ack_entry>(n);
+    if (!acks) {
+        ++stats_.allocation_failures;
+        return false;
+    }
+    std::copy_n(acks_.get(), nacks_, acks.get());
+    acks_ = std::move(acks);
+    ack_size_ = static_cast<std::uint32_t>(n);
+    ++stats_.buffer_allocations;
+    return true;
+}
+
+inline bool kcp_core::reserve_transmit() noexcept {
+    if (tx_slots_ >= tx_max_)
+        return false;
+    const std::size_t n =
+        detail::kcp_grow(tx_slots_, tx_slots_ + 1, detail::kcp_first_slots, tx_max_);
+    auto data = detail::kcp_allocate<std::byte>(n * settings_.mtu);
+    auto len = detail::kcp_allocate<std::uint32_t>(n);
+    if (!data || !len) {
+        ++stats_.allocation_failures;
+        return false;
+    }
+    // Only called when the queue is full and no datagram is open: the queue moves
+    // to the front, oldest first.
+    for (std::uint32_t i = 0, at = tx_head_; i < tx_count_; ++i) {
+        std::memcpy(data.get() + std::size_t(i) * settings_.mtu,
+                    tx_data_.get() + std::size_t(at) * settings_.mtu, tx_len_[at]);
+        len[i] = tx_len_[at];
+        at = at + 1 == tx_slots_ ? 0 : at + 1;
+    }
+    tx_data_ = std::move(data);
+    tx_len_ = std::move(len);
+    tx_slots_ = static_cast<std::uint32_t>(n);
+    tx_head_ = 0;
+    stats_.buffer_allocations += 2;
+    return true;
+}
+
+inline std::size_t kcp_core::shrink_to_fit() noexcept {
+    const std::size_t before = capacity().bytes;
+    if (snd_size_ != 0 && nsnd_buf_ == 0 && nsnd_que_ == 0 && snd_una_ == snd_nxt_) {
+        snd_slots_.reset();
+        snd_data_.reset();
+        snd_size_ = 0;
+        snd_mask_ = 0;
+    }
+    if (rcv_size_ != 0 && rcv_present_ == 0) {
+        rcv_slots_.reset();
+        rcv_data_.reset();
+        rcv_size_ = 0;
+        rcv_mask_ = 0;
+    }
+    if (ack_size_ != 0 && nacks_ == 0) {
+        acks_.reset();
+        ack_size_ = 0;
+    }
+    if (tx_slots_ != 0 && tx_count_ == 0 && tx_open_ == 0) {
+        tx_data_.reset();
+        tx_len_.reset();
+        tx_slots_ = 0;
+        tx_head_ = 0;
+    }
+    return before - capacity().bytes;
 }
 
 // --- input -----------------------------------------------------------------------
@@ -269,11 +417,12 @@ inline void kcp_core::parse_fastack(std::uint32_t sn, std::uint32_t ts) noexcept
 }
 
 inline void kcp_core::push_ack(std::uint32_t sn, std::uint32_t ts) noexcept {
-    // The list never grows: when it is full the ACKs leave now rather than at the
-    // next flush, which only makes them earlier.
-    if (acks_.size() == acks_.capacity())
+    // The list grows up to ack_max_; when it is full the ACKs leave now rather than
+    // at the next flush, which only makes them earlier.
+    if (nacks_ == ack_size_ && !reserve_acks())
         flush_acks_only();
-    acks_.push_back({sn, ts});
+    if (nacks_ < ack_size_) // else no memory at all: the peer resends, we ACK then
+        acks_[nacks_++] = {sn, ts};
 }
 
 inline void kcp_core::parse_data(const kcp_segment& seg) noexcept {
@@ -286,6 +435,7 @@ inline void kcp_core::parse_data(const kcp_segment& seg) noexcept {
         slot.len = h.len;
         slot.frg = h.frg;
         slot.present = true;
+        ++rcv_present_;
         if (h.len > 0)
             std::memcpy(rcv_data(h.sn), seg.payload.data(), h.len);
         ++stats_.segments_received;
@@ -294,7 +444,8 @@ inline void kcp_core::parse_data(const kcp_segment& seg) noexcept {
 }
 
 inline void kcp_core::move_ready() noexcept {
-    while (nrcv_que_ < settings_.rcv_wnd) {
+    // rcv_present_ > nrcv_que_: segments wait beyond the queue (and the ring exists).
+    while (nrcv_que_ < settings_.rcv_wnd && rcv_present_ > nrcv_que_) {
         const auto& s = rcv_slot(rcv_nxt_);
         if (!s.present || s.sn != rcv_nxt_)
             break;
@@ -314,6 +465,7 @@ inline void kcp_core::pop_head() noexcept {
     rcv_queue_bytes_ -= s.len;
     s.present = false;
     --nrcv_que_;
+    --rcv_present_;
     rcv_head_off_ = 0;
 }
 
@@ -371,11 +523,13 @@ inline std::error_code kcp_core::input(std::span<const std::byte> datagram,
             break;
         case kcp_command::push:
             if (kcp_diff(h.sn, rcv_nxt_ + settings_.rcv_wnd) < 0) {
-                push_ack(h.sn, h.ts);
-                if (kcp_diff(h.sn, rcv_nxt_) >= 0)
-                    parse_data(*seg);
-                else
+                if (kcp_diff(h.sn, rcv_nxt_) < 0) {
+                    push_ack(h.sn, h.ts);
                     ++stats_.duplicate_segments;
+                } else if (reserve_receive(std::size_t(h.sn - rcv_head()) + 1)) {
+                    push_ack(h.sn, h.ts);
+                    parse_data(*seg);
+                } // else no memory: not stored, so not acknowledged; the peer resends
             } else {
                 ++stats_.duplicate_segments;
             }
@@ -411,7 +565,7 @@ inline std::error_code kcp_core::input(std::span<const std::byte> datagram,
 
     if (settings_.flush_on_ack && kcp_diff(snd_una_, prev_una) > 0 && nsnd_que_ > 0)
         flush_all(); // kcp-go's rule; the flush writes the pending ACKs too
-    else if (settings_.ack_nodelay && !acks_.empty())
+    else if (settings_.ack_nodelay && nacks_ != 0)
         flush_acks_only();
     return ec;
 }
@@ -495,28 +649,30 @@ inline std::size_t kcp_core::receive(std::span<std::byte> out, std::error_code& 
 inline std::byte* kcp_core::tx_reserve(std::size_t n) noexcept {
     if (tx_open_ + n > settings_.mtu)
         tx_commit();
-    if (tx_open_ == 0 && tx_count_ == tx_slots_) {
+    if (tx_open_ == 0 && tx_count_ == tx_slots_ && !reserve_transmit()) {
+        if (tx_slots_ == 0)
+            return nullptr; // no memory at all: as if the datagram were lost
         // The driver did not drain: lose the oldest datagram, as a full NIC queue
         // would; retransmission recovers it.
         tx_head_ = tx_head_ + 1 == tx_slots_ ? 0 : tx_head_ + 1;
         --tx_count_;
         ++stats_.datagrams_dropped;
     }
-    std::size_t tail = tx_head_ + tx_count_;
+    std::size_t tail = std::size_t(tx_head_) + tx_count_;
     if (tail >= tx_slots_)
         tail -= tx_slots_;
     std::byte* p = tx_data_.get() + tail * settings_.mtu + tx_open_;
-    tx_open_ += n;
+    tx_open_ += static_cast<std::uint32_t>(n);
     return p;
 }
 
 inline void kcp_core::tx_commit() noexcept {
     if (tx_open_ == 0)
         return;
-    std::size_t tail = tx_head_ + tx_count_;
+    std::size_t tail = std::size_t(tx_head_) + tx_count_;
     if (tail >= tx_slots_)
         tail -= tx_slots_;
-    tx_len_[tail] = static_cast<std::uint32_t>(tx_open_);
+    tx_len_[tail] = tx_open_;
     ++tx_count_;
     tx_open_ = 0;
     ++stats_.datagrams_sent;
@@ -528,7 +684,7 @@ inline std::size_t kcp_core::poll_transmit(std::span<std::byte> out) noexcept {
     const std::size_t n = tx_len_[tx_head_];
     if (out.size() < n)
         return 0;
-    std::memcpy(out.data(), tx_data_.get() + tx_head_ * settings_.mtu, n);
+    std::memcpy(out.data(), tx_data_.get() + std::size_t(tx_head_) * settings_.mtu, n);
     tx_head_ = tx_head_ + 1 == tx_slots_ ? 0 : tx_head_ + 1;
     --tx_count_;
     return n;
@@ -537,13 +693,14 @@ inline std::size_t kcp_core::poll_transmit(std::span<std::byte> out) noexcept {
 inline void kcp_core::write_acks(kcp_segment_header& h) noexcept {
     // h keeps the last ACK's sn and ts afterwards: ikcp_flush sends its window
     // probes with them, and so does this.
-    for (const auto& a : acks_) {
-        h.sn = a.sn;
-        h.ts = a.ts;
-        kcp_encode_header({tx_reserve(kcp_header_size), kcp_header_size}, h);
+    for (std::uint32_t i = 0; i < nacks_; ++i) {
+        h.sn = acks_[i].sn;
+        h.ts = acks_[i].ts;
+        if (std::byte* p = tx_reserve(kcp_header_size))
+            kcp_encode_header({p, kcp_header_size}, h);
     }
-    stats_.acks_sent += acks_.size();
-    acks_.clear();
+    stats_.acks_sent += nacks_;
+    nacks_ = 0;
 }
 
 inline void kcp_core::flush_acks_only() noexcept {
@@ -585,12 +742,14 @@ inline void kcp_core::flush_all() noexcept {
     }
     if (probe_ & kcp_ask_send) {
         h.cmd = kcp_command::wask;
-        kcp_encode_header({tx_reserve(kcp_header_size), kcp_header_size}, h);
+        if (std::byte* p = tx_reserve(kcp_header_size))
+            kcp_encode_header({p, kcp_header_size}, h);
         ++stats_.window_probes;
     }
     if (probe_ & kcp_ask_tell) {
         h.cmd = kcp_command::wins;
-        kcp_encode_header({tx_reserve(kcp_header_size), kcp_header_size}, h);
+        if (std::byte* p = tx_reserve(kcp_header_size))
+            kcp_encode_header({p, kcp_header_size}, h);
     }
     probe_ = 0;
 
@@ -658,10 +817,11 @@ inline void kcp_core::flush_all() noexcept {
             h.ts = s.ts;
             h.sn = s.sn;
             h.len = s.len;
-            std::byte* p = tx_reserve(kcp_header_size + s.len);
-            kcp_encode_header({p, kcp_header_size}, h);
-            if (s.len > 0)
-                std::memcpy(p + kcp_header_size, snd_data(sn), s.len);
+            if (std::byte* p = tx_reserve(kcp_header_size + s.len)) {
+                kcp_encode_header({p, kcp_header_size}, h);
+                if (s.len > 0)
+                    std::memcpy(p + kcp_header_size, snd_data(sn), s.len);
+            }
             if (settings_.dead_link != 0 && s.xmit >= settings_.dead_link)
                 dead_ = true;
         }
@@ -726,7 +886,7 @@ inline std::optional<time_point> kcp_core::poll_timeout() const noexcept {
             return ts_flush_;
         return ts_flush_ + (at - ts_flush_ + interval - 1) / interval * interval;
     };
-    const bool pending = !acks_.empty() || probe_ != 0 || fast_pending_ ||
+    const bool pending = nacks_ != 0 || probe_ != 0 || fast_pending_ ||
                          (rmt_wnd_ == 0 && probe_wait_ == 0) ||
                          (nsnd_que_ > 0 && kcp_diff(snd_nxt_, snd_una_ + window()) < 0);
     std::int64_t t = detail::kcp_never;
@@ -756,16 +916,29 @@ inline kcp_stats kcp_core::stats() const noexcept {
     return s;
 }
 
-inline kcp_capacity kcp_core::capacity() const noexcept {
+namespace detail {
+template <class SendSlot, class RecvSlot, class AckEntry>
+kcp_capacity kcp_capacity_of(std::size_t snd, std::size_t rcv, std::size_t acks, std::size_t tx,
+                             std::size_t mss, std::size_t mtu) noexcept {
     kcp_capacity c;
-    c.send_slots = snd_slots_.size();
-    c.receive_slots = rcv_slots_.size();
-    c.ack_slots = acks_.capacity();
-    c.transmit_slots = tx_slots_;
-    c.bytes = c.send_slots * (mss_ + sizeof(send_slot)) +
-              c.receive_slots * (mss_ + sizeof(recv_slot)) + c.ack_slots * sizeof(ack_entry) +
-              c.transmit_slots * (settings_.mtu + sizeof(std::uint32_t));
+    c.send_slots = snd;
+    c.receive_slots = rcv;
+    c.ack_slots = acks;
+    c.transmit_slots = tx;
+    c.bytes = snd * (mss + sizeof(SendSlot)) + rcv * (mss + sizeof(RecvSlot)) +
+              acks * sizeof(AckEntry) + tx * (mtu + sizeof(std::uint32_t));
     return c;
+}
+} // namespace detail
+
+inline kcp_capacity kcp_core::capacity() const noexcept {
+    return detail::kcp_capacity_of<send_slot, recv_slot, ack_entry>(snd_size_, rcv_size_, ack_size_,
+                                                                    tx_slots_, mss_, settings_.mtu);
+}
+
+inline kcp_capacity kcp_core::max_capacity() const noexcept {
+    return detail::kcp_capacity_of<send_slot, recv_slot, ack_entry>(snd_max_, rcv_max_, ack_max_,
+                                                                    tx_max_, mss_, settings_.mtu);
 }
 
 } // namespace peerlink
