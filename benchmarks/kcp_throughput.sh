@@ -64,7 +64,12 @@ best() { # best NAME VALUE: keeps the larger value in the variable NAME
 # CPU seconds of both processes per GB moved, or stops the script.
 run() {
     local out
-    out=$("${pair[@]}" "$@") || { echo "kcp_throughput: a run failed: $*" >&2; exit 1; }
+    # One retry: on a shared, loaded machine a pair (kcp-go's own included) can stall
+    # past its timeout; a second failure is a real one.
+    out=$("${pair[@]}" "$@") || {
+        echo "kcp_throughput: a run failed, retrying once: $*" >&2
+        out=$("${pair[@]}" "$@") || { echo "kcp_throughput: a run failed twice: $*" >&2; exit 1; }
+    }
     local cpu
     cpu=$(sed -n 's/.*"cpu":\([0-9.]*\).*/\1/p' <<<"$out" |
         awk -v b="$bytes" '{ s += $1 } END { printf "%.2f", s / (b / 1e9) }')
