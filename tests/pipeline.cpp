@@ -3,6 +3,7 @@
 #include <peerlink/peer_connection.hpp>
 
 #include "catch.hpp"
+#include "support.hpp"
 
 #include <peerlink/net/sim_transport.hpp>
 #include <peerlink/policy/dns_disguise.hpp>
@@ -26,45 +27,10 @@ using peerlink::state_kind;
 
 namespace {
 
-endpoint ep(const char* text) {
-    std::error_code ec;
-    return *endpoint::parse(text, ec);
-}
-
-std::size_t soak_bytes() {
-    if (const char* v = std::getenv("PEERLINK_SOAK_BYTES"))
-        return static_cast<std::size_t>(std::strtoull(v, nullptr, 10));
-    return 100u << 20;
-}
-
-struct byte_source {
-    std::uint64_t state;
-    void fill(std::span<std::byte> out) {
-        for (auto& b : out) {
-            state = state * 6364136223846793005ull + 1442695040888963407ull;
-            b = static_cast<std::byte>(state >> 56);
-        }
-    }
-};
-
-struct sha256 {
-    EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-    sha256() { EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr); }
-    ~sha256() { EVP_MD_CTX_free(ctx); }
-    void update(std::span<const std::byte> b) { EVP_DigestUpdate(ctx, b.data(), b.size()); }
-    std::string hex() {
-        unsigned char md[32];
-        unsigned len = 0;
-        EVP_DigestFinal_ex(ctx, md, &len);
-        std::string s;
-        for (unsigned i = 0; i < len; ++i) {
-            static const char* d = "0123456789abcdef";
-            s += d[md[i] >> 4];
-            s += d[md[i] & 15];
-        }
-        return s;
-    }
-};
+using peerlink_test::byte_source;
+using peerlink_test::ep;
+using peerlink_test::sha256;
+using peerlink_test::soak_bytes;
 
 using secure_conn =
     peerlink::peer_connection<peerlink::sim_transport, peerlink::kcp<peerlink::kcp_turbo>,
